@@ -1,0 +1,30 @@
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never touch the network
+torch.set_num_threads(int(os.environ.get("VP2P_TEST_THREADS", "2")))
+
+from tiny import write_tiny_model  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    return write_tiny_model(tmp_path_factory.mktemp("tiny_sd"))
+
+
+@pytest.fixture(scope="session")
+def tiny_v_model_dir(tmp_path_factory):
+    return write_tiny_model(tmp_path_factory.mktemp("tiny_sd_v"), prediction_type="v_prediction")
+
+
+@pytest.fixture
+def tiny_pipe(tiny_model_dir):
+    """A fresh (2-D, not inflated) tiny pipeline on the CPU in fp32."""
+    from vp2p import load_pipeline
+
+    return load_pipeline(tiny_model_dir, device="cpu", dtype=torch.float32)

@@ -1,0 +1,211 @@
+"""Invert a video: DDIM inversion to z_T, then unconditional embeddings that make guided sampling return to it.
+
+Methods (``invert(..., method=)``):
+
+* ``"null-text"`` (Video-P2P): at every step, optimise ONE unconditional embedding shared by all frames so that the
+  guided (w = 7.5) DDIM step lands on the inversion trajectory (paper eq. 8–9; Adam, lr 1e-2·(1 − i/100), at most
+  10 iterations, stop when the loss < 1e-5 + i·2e-5, as the official code).
+* ``"null-text-per-frame"``: the ablation, one embedding per frame and step (F times the parameters).
+* ``"negative-prompt"``: no optimisation, the source prompt's embedding stands in for the null one (Miyake et al.),
+  so the guided source step equals the conditional step.
+* ``"fast"``: no optimisation; the source branch is sampled without guidance (the official ``--fast``).
+* ``"ddim"``: plain DDIM inversion, sampled back with guidance and the empty prompt — the baseline that drifts.
+
+The ``Inversion`` result holds z_T, the per-step embeddings, the trajectory, the reconstruction and its errors;
+``save``/``load`` round-trip it, and ``invert(..., cache=path)`` reuses a saved one made with the same inputs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+
+from vp2p.ddim import DDIMSchedule, ddim_inverse_step, ddim_step, guide
+from vp2p.sampling import sample, unet_output
+from vp2p.tuning import gradient_checkpointing
+
+METHODS = ("null-text", "null-text-per-frame", "negative-prompt", "fast", "ddim")
+
+
+@dataclass
+class Inversion:
+    prompt: str
+    method: str
+    num_steps: int
+    guidance_scale: float
+    frames: np.ndarray  # uint8 (F, H, W, 3), the input video
+    latents: torch.Tensor  # (num_steps + 1, F, C, h, w): z_0 … z_T of the DDIM inversion
+    null_embeddings: torch.Tensor  # (num_steps, 1 or F, tokens, dim): the source branch's unconditional embeddings
+    reconstruction: np.ndarray | None = None  # uint8 (F, H, W, 3)
+    step_errors: np.ndarray | None = None  # (num_steps,) latent MSE of the reconstruction vs the trajectory
+    frame_psnr: np.ndarray | None = None  # (F,) PSNR in dB of each reconstructed frame
+    losses: list = field(default_factory=list)  # null-text: final loss of each step
+    seconds: float = 0.0
+    key: str = ""  # hash of the inputs, for caching
+
+    @property
+    def z_T(self) -> torch.Tensor:
+        return self.latents[-1]
+
+    @property
+    def num_frames(self) -> int:
+        return self.latents.shape[1]
+
+    @property
+    def source_guidance(self) -> float:
+        """The fast method samples the source branch without guidance."""
+        return 1.0 if self.method == "fast" else self.guidance_scale
+
+    def trainable_count(self) -> int:
+        """Numbers optimised by the method (the paper's Table 2 compares them)."""
+        return 0 if not self.method.startswith("null-text") else self.null_embeddings.numel()
+
+    def save(self, path, overwrite: bool = False) -> Path:
+        path = Path(path)
+        if path.exists() and not overwrite:
+            raise FileExistsError(f"{path} exists; pass overwrite=True or choose another path")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tensors = {"latents": self.latents.contiguous(), "null_embeddings": self.null_embeddings.contiguous(),
+                   "frames": torch.from_numpy(self.frames)}
+        if self.reconstruction is not None:
+            tensors["reconstruction"] = torch.from_numpy(self.reconstruction)
+        for name in ("step_errors", "frame_psnr"):
+            if getattr(self, name) is not None:
+                tensors[name] = torch.from_numpy(np.asarray(getattr(self, name), dtype=np.float64))
+        meta = {"prompt": self.prompt, "method": self.method, "num_steps": self.num_steps,
+                "guidance_scale": self.guidance_scale, "losses": self.losses, "seconds": self.seconds,
+                "key": self.key}
+        save_file(tensors, str(path), metadata={"vp2p_inversion": json.dumps(meta)})
+        return path
+
+    @classmethod
+    def load(cls, path) -> "Inversion":
+        path = Path(path)
+        if not path.exists():
+            raise FileNotFoundError(f"no inversion saved at {path}; run vp2p.invert(...) and .save() it first")
+        from safetensors import safe_open
+
+        with safe_open(str(path), "pt") as f:
+            meta = json.loads(f.metadata()["vp2p_inversion"])
+        t = load_file(str(path))
+        arrays = {k: t[k].numpy() for k in ("reconstruction", "step_errors", "frame_psnr") if k in t}
+        return cls(frames=t["frames"].numpy(), latents=t["latents"], null_embeddings=t["null_embeddings"],
+                   **arrays, **meta)
+
+
+def inversion_key(pipe, frames: np.ndarray, prompt: str, **settings) -> str:
+    """A fingerprint of everything an inversion depends on (model weights are identified by their sum)."""
+    h = hashlib.sha256(frames.tobytes())
+    weights = sum(float(p.double().sum()) for p in pipe.unet.parameters() if p.ndim > 1)
+    h.update(json.dumps({"prompt": prompt, "model": pipe.name, "weights": round(weights, 6), **settings},
+                        sort_keys=True).encode())
+    return h.hexdigest()[:16]
+
+
+@torch.no_grad()
+def ddim_invert(unet, z0: torch.Tensor, cond: torch.Tensor, schedule: DDIMSchedule, num_frames: int,
+                progress=True) -> torch.Tensor:
+    """The DDIM inversion trajectory (num_steps + 1, F, C, h, w), z_0 first, with the conditional model only."""
+    latents = [z0.float()]
+    for t in tqdm(schedule.timesteps[::-1], desc="DDIM inversion", disable=not progress, leave=False):
+        out = unet_output(unet, latents[-1], t, cond, num_frames)
+        latents.append(ddim_inverse_step(out, t, latents[-1], schedule))
+    return torch.stack(latents).cpu()
+
+
+def null_text_optimization(unet, trajectory, cond, uncond, schedule, num_frames, guidance_scale, per_frame=False,
+                           inner_steps=10, lr=1e-2, early_stop=1e-5, progress=True):
+    """Per step, an unconditional embedding (shared or per frame) for which guided DDIM follows ``trajectory``."""
+    device = cond.device
+    n = len(schedule)
+    null = (uncond.expand(num_frames, -1, -1) if per_frame else uncond).float().clone()
+    latent = trajectory[-1].to(device)
+    embeddings, losses = [], []
+    for i, t in enumerate(tqdm(schedule.timesteps, desc="null-text", disable=not progress, leave=False)):
+        null = null.detach().requires_grad_(True)
+        optimizer = torch.optim.Adam([null], lr=lr * (1.0 - i / 100.0))
+        target = trajectory[n - i - 1].to(device)
+        with torch.no_grad():
+            cond_out = unet_output(unet, latent, t, cond, num_frames)
+        for _ in range(inner_steps):
+            uncond_out = unet_output(unet, latent, t, null, num_frames)
+            loss = F.mse_loss(ddim_step(guide(uncond_out, cond_out, guidance_scale), t, latent, schedule), target)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            if loss.item() < early_stop + i * 2e-5:
+                break
+        losses.append(loss.item())
+        null = null.detach()
+        embeddings.append(null.cpu())
+        with torch.no_grad():
+            uncond_out = unet_output(unet, latent, t, null, num_frames)
+            latent = ddim_step(guide(uncond_out, cond_out, guidance_scale), t, latent, schedule)
+    return torch.stack(embeddings), losses
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float(10 * np.log10(255.0**2 / max(mse, 1e-10)))
+
+
+def invert(pipe, frames: np.ndarray, prompt: str, method: str = "null-text", num_steps: int = 50,
+           guidance_scale: float = 7.5, inner_steps: int = 10, lr: float = 1e-2, early_stop: float = 1e-5,
+           reconstruct: bool = True, cache: str | Path | None = None, progress: bool = True) -> Inversion:
+    """Invert ``frames`` (uint8 (F, H, W, 3)) with the source ``prompt`` on ``pipe``'s (inflated, tuned) UNet."""
+    if method not in METHODS:
+        raise ValueError(f"method={method!r}; choose one of {METHODS}")
+    pipe.check_frames(frames)
+    settings = dict(method=method, num_steps=num_steps, guidance_scale=guidance_scale, inner_steps=inner_steps,
+                    lr=lr, early_stop=early_stop)
+    key = inversion_key(pipe, frames, prompt, **settings)
+    if cache is not None and Path(cache).exists():
+        cached = Inversion.load(cache)
+        if cached.key == key:
+            return cached
+        raise FileExistsError(f"{cache} holds an inversion of other inputs (video, prompt, model or settings); "
+                              "delete it or pass another cache path")
+    start = time.perf_counter()
+    schedule = DDIMSchedule.from_scheduler(pipe.scheduler, num_steps)
+    num_frames = frames.shape[0]
+    cond, empty = pipe.encode_text([prompt, ""]).chunk(2)
+    trajectory = ddim_invert(pipe.unet, pipe.encode_video(frames), cond, schedule, num_frames, progress)
+    losses = []
+    if method.startswith("null-text"):
+        with gradient_checkpointing(pipe.unet, pipe.device.type == "cuda"):  # memory: backward through the UNet
+            null, losses = null_text_optimization(pipe.unet, trajectory, cond, empty, schedule, num_frames,
+                                                  guidance_scale, method.endswith("per-frame"), inner_steps, lr,
+                                                  early_stop, progress)
+    else:
+        stand_in = cond if method == "negative-prompt" else empty
+        null = stand_in.float().cpu().expand(num_steps, -1, -1, -1).clone()
+    result = Inversion(prompt=prompt, method=method, num_steps=num_steps, guidance_scale=guidance_scale,
+                       frames=frames, latents=trajectory, null_embeddings=null, losses=losses, key=key)
+    if reconstruct:
+        add_reconstruction(pipe, result, cond, schedule, progress)
+    result.seconds = time.perf_counter() - start
+    if cache is not None:
+        result.save(cache)
+    return result
+
+
+def add_reconstruction(pipe, inv: Inversion, cond, schedule, progress=True):
+    """Sample the source branch back from z_T; fill in the reconstruction and its per-step and per-frame errors."""
+    path: list[torch.Tensor] = []
+    nulls = inv.null_embeddings.to(pipe.device)
+    z0 = sample(pipe.unet, inv.z_T.to(pipe.device), schedule, cond, lambda i: nulls[i],
+                torch.tensor([inv.source_guidance]), inv.num_frames, progress=progress and "reconstruction",
+                trajectory=path)
+    reference = inv.latents.flip(0)[1:]  # z_{T-Δ} … z_0, the targets of each sampling step
+    inv.step_errors = ((torch.stack(path) - reference) ** 2).mean(dim=(1, 2, 3, 4)).numpy()
+    inv.reconstruction = pipe.decode_latents(z0)
+    inv.frame_psnr = np.array([psnr(a, b) for a, b in zip(inv.reconstruction, inv.frames)])

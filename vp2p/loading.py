@@ -1,0 +1,165 @@
+"""Load the model components (VAE, text encoder, tokenizer, UNet, DDIM scheduler) and move frames in and out.
+
+``load_pipeline("toy")`` loads the tiny model shipped inside the package (CPU-friendly, offline);
+``load_pipeline("stable-diffusion-v1-5/stable-diffusion-v1-5")`` a hub id (needs internet, e.g. Colab);
+``load_pipeline("path/to/folder")`` any local folder in the diffusers Stable Diffusion layout.
+SD 1.x (epsilon) and SD 2.x (v-prediction) folders both work: the scheduler config says which.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+SD15 = "stable-diffusion-v1-5/stable-diffusion-v1-5"
+TOY = "toy"
+
+
+def toy_model_path() -> Path:
+    return Path(__file__).parent / "toy" / "model"
+
+
+def default_device() -> torch.device:
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def default_dtype(device: torch.device) -> torch.dtype:
+    """fp16 on CUDA (a free Colab T4 has no fast bf16), fp32 elsewhere."""
+    return torch.float16 if torch.device(device).type == "cuda" else torch.float32
+
+
+def resolve_model(model: str | os.PathLike) -> str:
+    """The folder or hub id to load; explains what is wrong with a path that does not exist."""
+    if str(model) == TOY:
+        path = toy_model_path()
+        if not (path / "unet" / "config.json").exists():
+            raise FileNotFoundError(
+                f"the bundled toy model is missing at {path}; reinstall vp2p, or train it with "
+                "`python -m vp2p.toy.train --out vp2p/toy/model`"
+            )
+        return str(path)
+    path = Path(model).expanduser()
+    if path.exists():
+        if not (path / "unet").is_dir():
+            raise FileNotFoundError(
+                f"{path} is not a diffusers Stable Diffusion folder (no unet/ inside); pass a folder saved with "
+                "save_pretrained, 'toy', or a hub id such as " + SD15
+            )
+        return str(path)
+    text = str(model)
+    if text.startswith((".", "/", "~")) or text.count("/") != 1:  # hub ids are exactly "owner/name"
+        raise FileNotFoundError(f"model folder {model} does not exist; pass 'toy', a local folder or a hub id "
+                                f"such as {SD15}")
+    return str(model)  # a hub id: from_pretrained downloads it
+
+
+@dataclass
+class Pipeline:
+    """The Stable Diffusion components Video-P2P uses, on one device and dtype, with frame-sliced VAE helpers."""
+
+    vae: torch.nn.Module
+    text_encoder: torch.nn.Module
+    tokenizer: object
+    unet: torch.nn.Module
+    scheduler: object
+    device: torch.device
+    dtype: torch.dtype
+    name: str = ""
+    vae_batch: int = 4  # frames per VAE call: the VAE at full resolution is the memory peak, so slice it
+
+    @property
+    def vae_scale_factor(self) -> int:
+        return 2 ** (len(self.vae.config.block_out_channels) - 1)
+
+    @property
+    def max_tokens(self) -> int:
+        return self.tokenizer.model_max_length
+
+    def tokenize(self, prompts: list[str]) -> torch.Tensor:
+        """Token ids (n, max_tokens); a prompt too long to fit is an error, since edits index tokens by position."""
+        ids = self.tokenizer(list(prompts), padding="max_length", max_length=self.max_tokens, truncation=False,
+                             return_tensors="pt").input_ids
+        if ids.shape[1] > self.max_tokens:
+            lengths = [len(self.tokenizer(p).input_ids) for p in prompts]
+            raise ValueError(f"prompt token counts {lengths} exceed the model's {self.max_tokens}; shorten the prompt")
+        return ids
+
+    @torch.no_grad()
+    def encode_text(self, prompts: str | list[str]) -> torch.Tensor:
+        """Text embeddings (n, max_tokens, dim) for a prompt or a list of prompts."""
+        prompts = [prompts] if isinstance(prompts, str) else list(prompts)
+        ids = self.tokenize(prompts).to(self.device)
+        return self.text_encoder(ids)[0].to(self.dtype)
+
+    def check_frames(self, frames: np.ndarray) -> None:
+        if not (isinstance(frames, np.ndarray) and frames.dtype == np.uint8 and frames.ndim == 4
+                and frames.shape[-1] == 3):
+            got = f"{type(frames).__name__} {getattr(frames, 'dtype', '')} {getattr(frames, 'shape', '')}"
+            raise ValueError(f"frames must be a uint8 array (frames, H, W, 3), got {got}; use vp2p.read_video")
+        multiple = max(8, self.vae_scale_factor)
+        h, w = frames.shape[1:3]
+        if h % multiple or w % multiple:
+            raise ValueError(f"frame size {h}x{w} is not divisible by {multiple}; read the video with size= a "
+                             f"multiple of {multiple} (e.g. vp2p.read_video(path, size={h - h % multiple or multiple}))")
+
+    @torch.no_grad()
+    def encode_video(self, frames: np.ndarray) -> torch.Tensor:
+        """uint8 (F, H, W, 3) -> latents (F, C, H/s, W/s), scaled, using the posterior mean (as the official code)."""
+        self.check_frames(frames)
+        pixels = torch.from_numpy(frames).permute(0, 3, 1, 2)
+        chunks = []
+        for chunk in pixels.split(self.vae_batch):
+            x = chunk.to(self.device, self.dtype) / 127.5 - 1
+            chunks.append(self.vae.encode(x).latent_dist.mean * self.vae.config.scaling_factor)
+        return torch.cat(chunks)
+
+    @torch.no_grad()
+    def decode_latents(self, latents: torch.Tensor) -> np.ndarray:
+        """latents (F, C, h, w) -> uint8 (F, h·s, w·s, 3)."""
+        frames = []
+        for chunk in latents.split(self.vae_batch):
+            x = self.vae.decode(chunk.to(self.device, self.dtype) / self.vae.config.scaling_factor).sample
+            frames.append(((x.float() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu())
+        return torch.cat(frames).numpy()
+
+
+def load_pipeline(model: str | os.PathLike = TOY, device=None, dtype=None) -> Pipeline:
+    """Load 'toy', a local diffusers Stable Diffusion folder or a hub id, on ``device`` in ``dtype``.
+
+    Defaults: the best device present (CUDA, MPS, CPU) and fp16 on CUDA, fp32 elsewhere.
+    """
+    from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    source = resolve_model(model)
+    device = torch.device(device) if device is not None else default_device()
+    dtype = dtype or default_dtype(device)
+    if device.type == "cpu" and dtype == torch.float16:
+        raise ValueError("fp16 on the CPU is very slow and unsupported here; use dtype=torch.float32 on the CPU")
+
+    def load(cls, sub, **kw):
+        return cls.from_pretrained(source, subfolder=sub, **kw)
+
+    # As the official Video-P2P: deterministic DDIM, no clipping, ᾱ_final = ᾱ_0.
+    scheduler = load(DDIMScheduler, "scheduler", clip_sample=False, set_alpha_to_one=False)
+    pipe = Pipeline(
+        vae=load(AutoencoderKL, "vae", torch_dtype=dtype).to(device).eval(),
+        text_encoder=load(CLIPTextModel, "text_encoder", torch_dtype=dtype).to(device).eval(),
+        tokenizer=load(CLIPTokenizer, "tokenizer"),
+        unet=load(UNet2DConditionModel, "unet", torch_dtype=dtype).to(device).eval(),
+        scheduler=scheduler,
+        device=device,
+        dtype=dtype,
+        name=str(model),
+    )
+    for module in (pipe.vae, pipe.text_encoder, pipe.unet):
+        module.requires_grad_(False)
+    return pipe
