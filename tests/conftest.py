@@ -7,7 +7,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never touch the network
-torch.set_num_threads(int(os.environ.get("VP2P_TEST_THREADS", "2")))
+# Under pytest-xdist (the README's command runs 2 workers) each worker gets one core.
+torch.set_num_threads(int(os.environ.get("VP2P_TEST_THREADS", "1" if "PYTEST_XDIST_WORKER" in os.environ else "2")))
 
 from tiny import write_tiny_model  # noqa: E402
 

@@ -74,6 +74,7 @@ def make_controller(pipe, prompts, num_steps: int = 50, is_word_swap: bool = Tru
         indices = [[i for w in ws for i in word_token_indices(p, w, tok, role="blend word")]
                    for p, ws in zip(prompts, words)]
         blend = LocalBlend(indices, max_len, threshold=threshold, start=blend_start)
+    store_options.setdefault("num_tokens", max(len(tok(p).input_ids) for p in prompts))  # keep only used tokens
     options = dict(self_replace_steps=self_replace_steps, self_attention=self_attention, local_blend=blend,
                    **store_options)
     if is_word_swap:

@@ -40,6 +40,10 @@ class TemporalBlock(nn.Module):
         nn.init.zeros_(self.attn_temp.to_out[0].bias)
         reference = next(block.parameters())
         self.to(device=reference.device, dtype=reference.dtype)
+        # Frozen like the block it wraps (load_pipeline freezes the UNet): otherwise every backward pass through
+        # the UNet (null-text optimisation) would also compute and keep gradients for the temporal attention.
+        self.norm_temp.requires_grad_(reference.requires_grad)
+        self.attn_temp.requires_grad_(reference.requires_grad)
 
     # Same positional order as BasicTransformerBlock.forward: Transformer2DModel's gradient checkpointing passes
     # the arguments by position.

@@ -105,7 +105,7 @@ class Inversion:
 def inversion_key(pipe, frames: np.ndarray, prompt: str, **settings) -> str:
     """A fingerprint of everything an inversion depends on (model weights are identified by their sum)."""
     h = hashlib.sha256(frames.tobytes())
-    weights = sum(float(p.double().sum()) for p in pipe.unet.parameters() if p.ndim > 1)
+    weights = sum(float(p.detach().double().sum()) for p in pipe.unet.parameters() if p.ndim > 1)
     h.update(json.dumps({"prompt": prompt, "model": pipe.name, "weights": round(weights, 6), **settings},
                         sort_keys=True).encode())
     return h.hexdigest()[:16]
@@ -146,7 +146,7 @@ def null_text_optimization(unet, trajectory, cond, uncond, schedule, num_frames,
                 break
         losses.append(loss.item())
         null = null.detach()
-        embeddings.append(null.cpu())
+        embeddings.append(null.to("cpu", copy=True))  # a copy: on the CPU .cpu() would alias the next step's null
         with torch.no_grad():
             uncond_out = unet_output(unet, latent, t, null, num_frames)
             latent = ddim_step(guide(uncond_out, cond_out, guidance_scale), t, latent, schedule)

@@ -85,12 +85,14 @@ class Pipeline:
 
     def tokenize(self, prompts: list[str]) -> torch.Tensor:
         """Token ids (n, max_tokens); a prompt too long to fit is an error, since edits index tokens by position."""
-        ids = self.tokenizer(list(prompts), padding="max_length", max_length=self.max_tokens, truncation=False,
-                             return_tensors="pt").input_ids
-        if ids.shape[1] > self.max_tokens:
-            lengths = [len(self.tokenizer(p).input_ids) for p in prompts]
+        prompts = list(prompts)
+        # Count first: a too-long prompt among shorter ones cannot be padded into one tensor (the tokenizer would
+        # raise its own, misleading, error).
+        lengths = [len(ids) for ids in self.tokenizer(prompts).input_ids]
+        if max(lengths) > self.max_tokens:
             raise ValueError(f"prompt token counts {lengths} exceed the model's {self.max_tokens}; shorten the prompt")
-        return ids
+        return self.tokenizer(prompts, padding="max_length", max_length=self.max_tokens, truncation=False,
+                              return_tensors="pt").input_ids
 
     @torch.no_grad()
     def encode_text(self, prompts: str | list[str]) -> torch.Tensor:

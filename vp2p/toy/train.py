@@ -129,8 +129,10 @@ def train_vae(work: Path, steps: int, batch: int = 32, lr: float = 1e-3, seed: i
     start = 0
     if ckpt.exists():
         state = torch.load(ckpt, weights_only=False)
-        vae.load_state_dict(state["model"]), opt.load_state_dict(state["opt"]), sched.load_state_dict(state["sched"])
+        vae.load_state_dict(state["model"]), opt.load_state_dict(state["opt"])
         start = state["step"]
+        for _ in range(start):  # the learning-rate schedule of *this* run's length (it may have changed)
+            sched.step()
     held_out = to_tensor(render_frames(10_000_000, 256)[0])
     data_seed = 1_000_000 + start * batch
     bar = tqdm(range(start, steps), desc="vae", initial=start, total=steps, mininterval=10)
@@ -161,21 +163,263 @@ def train_vae(work: Path, steps: int, batch: int = 32, lr: float = 1e-3, seed: i
     return vae, report
 
 
+# ---------------------------------------------------------------- stage 2: the cached data set
+
+
+OBJECT_WORDS = set(world.COLORS) | set(world.ATTRIBUTES) | set(world.SHAPES)
+BACKGROUND_WORDS = set(world.BACKGROUNDS)
+
+
+def word_roles(caption: str) -> tuple[list[int], list[int]]:
+    """Token positions of the object words and of the background word (every toy word is one token)."""
+    words = caption.split()
+    return ([i + 1 for i, w in enumerate(words) if w in OBJECT_WORDS],
+            [i + 1 for i, w in enumerate(words) if w in BACKGROUND_WORDS])
+
+
+def build_dataset(work: Path, vae, tokenizer, count: int, first_seed: int = 2_000_000, chunk: int = 512):
+    """Render ``count`` frames, encode them once, and keep latents, masks at 16 and 8 px, tokens and roles."""
+    path = work / f"data_{count}.pt"
+    if path.exists():
+        return torch.load(path, weights_only=False)
+    latents, masks16, masks8, tokens, roles = [], [], [], [], []
+    for start in tqdm(range(0, count, chunk), desc="data", mininterval=10):
+        n = min(chunk, count - start)
+        frames, masks, captions = render_frames(first_seed + start, n)
+        with torch.no_grad():
+            latents.append(vae.encode(to_tensor(frames)).latent_dist.mean.half())
+        m = torch.from_numpy(masks).float()[:, None]
+        masks16.append(F.avg_pool2d(m, 4).half())
+        masks8.append(F.avg_pool2d(m, 8).half())
+        tokens.append(tokenizer(captions, padding="max_length", max_length=77, return_tensors="pt").input_ids)
+        roles += [word_roles(c) for c in captions]
+    data = {"latents": torch.cat(latents), "masks": {16: torch.cat(masks16), 8: torch.cat(masks8)},
+            "tokens": torch.cat(tokens), "roles": roles}
+    torch.save(data, path)
+    return data
+
+
+# ---------------------------------------------------------------- stage 3: UNet + text encoder
+
+
+class AttentionCapture:
+    """A controller that hands the cross-attention probabilities (with their gradients) to the training loss."""
+
+    def __init__(self, query_lengths: set[int]):
+        self.query_lengths = query_lengths
+        self.probs: list[torch.Tensor] = []
+
+    def wants(self, layer, query_length):
+        return layer.kind == "cross" and query_length in self.query_lengths
+
+    def __call__(self, probs, layer, num_frames):
+        self.probs.append(probs)
+        return probs
+
+
+def role_weights(roles, keep: torch.Tensor, tokens: int = 77) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N, tokens) weights averaging over each caption's object words, and over its background word."""
+    objects, backgrounds = torch.zeros(len(roles), tokens), torch.zeros(len(roles), tokens)
+    for i, (obj, bg) in enumerate(roles):
+        if keep[i] and obj:
+            objects[i, obj] = 1 / len(obj)
+        if keep[i] and bg:
+            backgrounds[i, bg] = 1 / len(bg)
+    return objects, backgrounds
+
+
+def attention_loss(captured: list[torch.Tensor], masks: dict[int, torch.Tensor], roles, keep: torch.Tensor):
+    """−log of the share of each object word's attention inside the object mask (background word: outside)."""
+    objects, backgrounds = role_weights(roles, keep)
+    count = (objects.sum() + backgrounds.sum()).clamp_min(1)
+    total = torch.zeros(())
+    for probs in captured:
+        side = int(math.isqrt(probs.shape[2]))
+        mask = masks[side].flatten(1).float()  # (N, Q) coverage in [0, 1]
+        spatial = probs.mean(1)  # (N, Q, T), heads averaged
+        spatial = spatial / spatial.sum(1, keepdim=True).clamp_min(1e-8)  # each token's map sums to 1 over space
+        inside = torch.einsum("nqt,nq->nt", spatial, mask).clamp(1e-4, 1 - 1e-4)
+        total = total - (objects * inside.log()).sum() - (backgrounds * (1 - inside).log()).sum()
+    return total / (count * max(len(captured), 1))
+
+
+def sample_images(unet, text_encoder, tokenizer, vae, captions, steps=25, guidance=7.5, seed=0):
+    """Text-to-image with the toy model (DDIM, classifier-free guidance): uint8 (N, 64, 64, 3)."""
+    from diffusers import DDIMScheduler
+
+    from vp2p.ddim import DDIMSchedule
+    from vp2p.sampling import sample
+
+    schedule = DDIMSchedule.from_scheduler(DDIMScheduler(**scheduler_config()), steps)
+    with torch.no_grad():
+        ids = tokenizer(list(captions) + [""], padding="max_length", max_length=77, return_tensors="pt").input_ids
+        emb = text_encoder(ids)[0]
+        z = torch.randn(len(captions), 4, 16, 16, generator=torch.Generator().manual_seed(seed))
+        z = sample(unet, z, schedule, emb[:-1], lambda i: emb[-1:].expand(len(captions), -1, -1),
+                   torch.full((len(captions),), guidance), 1, progress=False)
+        x = vae.decode(z / vae.config.scaling_factor).sample
+    return ((x.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
+
+
+def t2i_accuracy(unet, text_encoder, tokenizer, vae, count=32, seed=0, steps=25) -> dict:
+    """Share of generated images whose color, shape and background the evaluator reads as the caption says."""
+    from vp2p.toy.evaluator import read_frame
+
+    scenes = [world.random_scene(90_000_000 + seed + i) for i in range(count)]
+    images = sample_images(unet, text_encoder, tokenizer, vae, [s.caption for s in scenes], steps, seed=seed)
+    readings = [read_frame(img) for img in images]
+    return {f"t2i_{k}_acc": float(np.mean([getattr(r, k) == getattr(s, k) for r, s in zip(readings, scenes)]))
+            for k in ("color", "shape", "background")}
+
+
+def train_unet(work: Path, vae, steps: int, data_count: int, batch: int = 32, lr: float = 5e-4,
+               attn_weight: float = 0.05, ema_decay: float = 0.999, seed: int = 0, eval_every: int = 2000,
+               log_every: int = 100):
+    import copy
+
+    from diffusers import DDIMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    from vp2p.attention import install_processors
+
+    tokenizer = CLIPTokenizer.from_pretrained(write_tokenizer(list(world.VOCABULARY), work / "tokenizer"))
+    data = build_dataset(work, vae, tokenizer, data_count)
+    torch.manual_seed(seed)
+    text_encoder = CLIPTextModel(CLIPTextConfig(**text_encoder_config(
+        len(tokenizer), tokenizer.bos_token_id, tokenizer.eos_token_id)))
+    unet = UNet2DConditionModel(**unet_config())
+    install_processors(unet)
+    params = list(unet.parameters()) + list(text_encoder.parameters())
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.03)
+    ema = {"unet": copy.deepcopy(unet).requires_grad_(False), "text": copy.deepcopy(text_encoder).requires_grad_(False)}
+    noise_sched = DDIMScheduler(**scheduler_config())
+    ckpt, start = work / "unet.pt", 0
+    if ckpt.exists():
+        state = torch.load(ckpt, weights_only=False)
+        unet.load_state_dict(state["unet"]), text_encoder.load_state_dict(state["text"])
+        ema["unet"].load_state_dict(state["ema_unet"]), ema["text"].load_state_dict(state["ema_text"])
+        opt.load_state_dict(state["opt"]), sched.load_state_dict(state["sched"])
+        start = state["step"]
+    empty = tokenizer([""], padding="max_length", max_length=77, return_tensors="pt").input_ids[0]
+    capture = AttentionCapture({256, 64})
+    gen = torch.Generator().manual_seed(seed + start)
+    n = data["latents"].shape[0]
+    log = open(work / "unet_log.jsonl", "a")
+    bar = tqdm(range(start, steps), desc="unet", initial=start, total=steps, mininterval=30)
+    for step in bar:
+        idx = torch.randint(0, n, (batch,), generator=gen)
+        x = data["latents"][idx].float() * vae.config.scaling_factor
+        keep = torch.rand(batch, generator=gen) > 0.1  # caption dropout: classifier-free guidance
+        ids = torch.where(keep[:, None], data["tokens"][idx], empty)
+        noise = torch.randn(x.shape, generator=gen)
+        t = torch.randint(0, 1000, (batch,), generator=gen)
+        capture.probs = []
+        emb = text_encoder(ids)[0]
+        pred = unet(noise_sched.add_noise(x, noise, t), t, encoder_hidden_states=emb,
+                    cross_attention_kwargs={"controller": capture}).sample
+        diffusion = F.mse_loss(pred, noise)
+        masks = {k: v[idx] for k, v in data["masks"].items()}
+        attn = attention_loss(capture.probs, masks, [data["roles"][i] for i in idx.tolist()], keep)
+        loss = diffusion + attn_weight * attn
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        sched.step()
+        with torch.no_grad():
+            for name, model in (("unet", unet), ("text", text_encoder)):
+                torch._foreach_lerp_(list(ema[name].parameters()), list(model.parameters()), 1 - ema_decay)
+        if (step + 1) % log_every == 0:
+            bar.set_postfix(diff=f"{diffusion.item():.4f}", attn=f"{attn.item():.3f}")
+            log.write(json.dumps({"step": step + 1, "diffusion": diffusion.item(), "attention": attn.item()}) + "\n")
+            log.flush()
+        if (step + 1) % 500 == 0 or step + 1 == steps:
+            torch.save({"unet": unet.state_dict(), "text": text_encoder.state_dict(),
+                        "ema_unet": ema["unet"].state_dict(), "ema_text": ema["text"].state_dict(),
+                        "opt": opt.state_dict(), "sched": sched.state_dict(), "step": step + 1}, ckpt)
+        if (step + 1) % eval_every == 0:
+            ema["unet"].eval(), ema["text"].eval()
+            acc = t2i_accuracy(ema["unet"], ema["text"], tokenizer, vae)
+            log.write(json.dumps({"step": step + 1, **acc}) + "\n")
+            log.flush()
+    return ema["unet"], ema["text"], tokenizer
+
+
+# ---------------------------------------------------------------- stage 4: export
+
+
+def export(out: Path, vae, text_encoder, tokenizer, unet, overwrite: bool = False):
+    """Write the Stable-Diffusion-layout folder (fp32 safetensors) that load_pipeline('toy') reads."""
+    from diffusers import DDIMScheduler
+
+    out = Path(out)
+    if (out / "unet").exists() and not overwrite:
+        raise FileExistsError(f"{out} already holds a model; pass --overwrite to replace it")
+    vae.save_pretrained(out / "vae")
+    text_encoder.save_pretrained(out / "text_encoder")
+    tokenizer.save_pretrained(out / "tokenizer")
+    unet.save_pretrained(out / "unet")
+    DDIMScheduler(**scheduler_config()).save_pretrained(out / "scheduler")
+    index = {"_class_name": "StableDiffusionPipeline", "_diffusers_version": "0.30.0",
+             "vae": ["diffusers", "AutoencoderKL"], "text_encoder": ["transformers", "CLIPTextModel"],
+             "tokenizer": ["transformers", "CLIPTokenizer"], "unet": ["diffusers", "UNet2DConditionModel"],
+             "scheduler": ["diffusers", "DDIMScheduler"], "safety_checker": [None, None],
+             "feature_extractor": [None, None], "requires_safety_checker": False}
+    (out / "model_index.json").write_text(json.dumps(index, indent=2))
+
+
+def load_checkpoint(work: Path):
+    """The EMA UNet, text encoder and tokenizer from ``work/unet.pt`` (to export a model mid-training)."""
+    from diffusers import UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    tokenizer = CLIPTokenizer.from_pretrained(work / "tokenizer")
+    state = torch.load(work / "unet.pt", weights_only=False)
+    text_encoder = CLIPTextModel(CLIPTextConfig(**text_encoder_config(
+        len(tokenizer), tokenizer.bos_token_id, tokenizer.eos_token_id)))
+    unet = UNet2DConditionModel(**unet_config())
+    text_encoder.load_state_dict(state["ema_text"]), unet.load_state_dict(state["ema_unet"])
+    return unet.eval(), text_encoder.eval(), tokenizer, state["step"]
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", default="runs/toy", help="folder for checkpoints and the cached data set")
-    parser.add_argument("--stage", default="all", choices=["vae", "all"])
+    parser.add_argument("--out", default=None, help="where to export the model folder (e.g. vp2p/toy/model)")
+    parser.add_argument("--overwrite", action="store_true", help="replace a model already in --out")
     parser.add_argument("--vae-steps", type=int, default=3000)
+    parser.add_argument("--unet-steps", type=int, default=20000)
+    parser.add_argument("--data", type=int, default=60000, help="number of rendered training frames")
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--attn-weight", type=float, default=0.05)
+    parser.add_argument("--stage", default="all", choices=["vae", "all", "export"],
+                        help="export: write --out from the last checkpoint in --work (e.g. mid-training)")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    from diffusers import AutoencoderKL
+
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     if not (work / "vae" / "config.json").exists():
         _, report = train_vae(work, args.vae_steps)
         print("vae:", report, f"{time.time() - t0:.0f}s")
+    if args.stage == "vae":
+        return
+    vae = AutoencoderKL.from_pretrained(work / "vae").eval().requires_grad_(False)
+    if args.stage == "export":
+        unet, text_encoder, tokenizer, step = load_checkpoint(work)
+        export(Path(args.out), vae, text_encoder, tokenizer, unet, args.overwrite)
+        print(f"exported the step-{step} checkpoint to {args.out}")
+        return
+    unet, text_encoder, tokenizer = train_unet(work, vae, args.unet_steps, args.data, args.batch,
+                                               attn_weight=args.attn_weight)
+    print(f"trained in {time.time() - t0:.0f}s")
+    if args.out:
+        export(Path(args.out), vae, text_encoder, tokenizer, unet, args.overwrite)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,103 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+from transformers import CLIPTokenizer
+
+from vp2p.toy import world
+from vp2p.toy.tokenizer import apply_merges, build_merges, word_symbols, write_tokenizer
+
+
+def test_render_is_deterministic_for_a_seed_and_differs_across_seeds():
+    a, b = world.render(world.random_scene(3)), world.render(world.random_scene(3))
+    assert np.array_equal(a.frames, b.frames) and np.array_equal(a.masks, b.masks) and a.caption == b.caption
+    c = world.render(world.random_scene(4))
+    assert np.abs(a.frames.astype(int) - c.frames.astype(int)).mean() > 5
+
+
+def test_frames_masks_and_caption_shapes():
+    video = world.render(world.Scene("red", "square", "sand", "sliding", attribute="striped", seed=1),
+                         num_frames=5, size=64)
+    assert video.frames.shape == (5, 64, 64, 3) and video.frames.dtype == np.uint8
+    assert video.masks.shape == (5, 64, 64) and video.masks.dtype == bool
+    assert video.caption == "a red striped square sliding on the sand"
+    assert world.Scene("orange", "star", "sky", seed=1).caption.startswith("an orange star")
+
+
+def test_masks_cover_exactly_the_object_pixels():
+    scene = world.Scene("blue", "circle", "sand", "bouncing", seed=2)
+    video = world.render(scene)
+    color = np.array(world.COLORS["blue"])
+    for frame, mask in zip(video.frames, video.masks):
+        interior = mask[1:-1, 1:-1] & mask[:-2, 1:-1] & mask[2:, 1:-1] & mask[1:-1, :-2] & mask[1:-1, 2:]
+        inside = np.abs(frame[1:-1, 1:-1][interior].astype(int) - color).max(axis=1)
+        assert inside.max() <= 1  # away from the anti-aliased edge: exactly the object's color
+        outside = np.abs(frame[~mask].astype(int) - color).max(axis=1)
+        assert np.mean(outside <= 40) < 0.01  # outside: (almost) never the object's color
+        radius = np.sqrt(mask.sum() / np.pi)
+        assert 11.5 < radius < 15.5  # the sampled radius range
+
+
+def test_objects_move_and_stay_inside_the_frame():
+    for motion in world.MOTIONS:
+        video = world.render(world.Scene("pink", "triangle", "water", motion, seed=5))
+        centers = [np.argwhere(m).mean(0) for m in video.masks]
+        assert max(np.linalg.norm(c - centers[0]) for c in centers) > 3, motion
+        assert not video.masks[:, 0, :].any() and not video.masks[:, -1, :].any()
+        assert not video.masks[:, :, 0].any() and not video.masks[:, :, -1].any()
+
+
+def test_scene_rejects_words_outside_the_world():
+    with pytest.raises(ValueError, match="color='teal'"):
+        world.Scene("teal", "circle", "grass")
+
+
+def test_night_darkens_every_pixel():
+    day = world.render(world.Scene("white", "star", "grass", seed=9))
+    night = world.render(world.Scene("white", "star", "grass", style="night", seed=9))
+    assert night.frames.mean() < 0.6 * day.frames.mean()
+    assert night.caption.endswith("at night")
+
+
+@pytest.fixture(scope="module")
+def toy_tokenizer(tmp_path_factory):
+    return CLIPTokenizer.from_pretrained(write_tokenizer(list(world.VOCABULARY), tmp_path_factory.mktemp("tok")))
+
+
+def test_every_toy_word_is_one_token_and_captions_tokenize_word_by_word(toy_tokenizer):
+    for word in world.VOCABULARY:
+        assert len(toy_tokenizer(word).input_ids) == 3, word
+    caption = "a red striped circle bouncing on the grass at night"
+    ids = toy_tokenizer(caption).input_ids
+    assert len(ids) == len(caption.split()) + 2
+    assert toy_tokenizer.convert_ids_to_tokens(ids[1:-1]) == [w + "</w>" for w in caption.split()]
+
+
+def test_out_of_vocabulary_words_fall_back_to_characters(toy_tokenizer):
+    ids = toy_tokenizer("origami rabbit").input_ids[1:-1]
+    pieces = toy_tokenizer.convert_ids_to_tokens(ids)
+    assert "".join(pieces).replace("</w>", "") == "origamirabbit"
+    assert len(pieces) > 2 and toy_tokenizer.unk_token_id not in ids
+    assert toy_tokenizer("Spider-Man").input_ids[1:-1]  # punctuation and capitals tokenize too
+
+
+def test_merge_repair_makes_conflicting_words_single_tokens():
+    words = ["tr", "str", "strip", "triangle", "striped"]  # prefix merges that fight each other
+    ranks = {pair: i for i, pair in enumerate(build_merges(words))}
+    for word in words:
+        assert apply_merges(word_symbols(word), ranks) == ["".join(word_symbols(word))]
+
+
+def test_a_tiny_training_run_lowers_the_diffusion_loss(tmp_path):
+    from diffusers import AutoencoderKL
+
+    from vp2p.toy import train
+
+    torch.manual_seed(0)
+    vae = AutoencoderKL(**train.vae_config()).eval().requires_grad_(False)
+    train.train_unet(tmp_path, vae, steps=40, data_count=64, batch=8, lr=2e-3, eval_every=10**9, log_every=10)
+    log = [json.loads(line) for line in open(tmp_path / "unet_log.jsonl")]
+    assert [row["step"] for row in log] == [10, 20, 30, 40]
+    assert log[-1]["diffusion"] < 0.8 * log[0]["diffusion"]
+    assert torch.load(tmp_path / "unet.pt", weights_only=False)["step"] == 40  # a checkpoint to resume from
