@@ -92,24 +92,28 @@ def test_reweight_by_one_changes_nothing(pipe, inversion):
 
 
 def test_stored_maps_are_per_frame_distributions(pipe, inversion):
-    result = edit(pipe, inversion, [SOURCE, TARGET], resolutions=[16, 8])
+    full = edit(pipe, inversion, [SOURCE, TARGET], resolutions=[16, 8], num_tokens=None)  # keep all 77 tokens
     for h in (16, 8):
-        maps = result.maps(h)
+        maps = full.maps(h)
         assert maps.shape == (2, F, h, h, 77)
         assert torch.isfinite(maps).all() and maps.min() >= 0
         # softmax rows, averaged over heads, layers and steps: still distributions over the 77 tokens (the
         # target's maps too: its injected maps are the source's through a permutation mapper)
         assert (maps.sum(-1) - 1).abs().max() < 1e-4
-    assert result.maps(8, step=STEPS - 1).shape == (2, F, 8, 8, 77)
+    assert full.maps(8, step=STEPS - 1).shape == (2, F, 8, 8, 77)
     # frames attend differently: the maps are really per frame
-    assert (result.maps(8)[0, 0] - result.maps(8)[0, F - 1]).abs().max() > 1e-4
+    assert (full.maps(8)[0, 0] - full.maps(8)[0, F - 1]).abs().max() > 1e-4
 
-    truncated = edit(pipe, inversion, [SOURCE, TARGET], resolutions=[16, 8], num_tokens=7)
-    maps = truncated.maps(16)
-    assert maps.shape == (2, F, 16, 16, 7)
-    # after truncation a row holds part of a distribution: at most 1, and exactly the leading tokens
-    assert maps.sum(-1).max() <= 1 + 1e-5
-    assert torch.allclose(maps, result.maps(16)[..., :7], atol=1e-5)
+    # by default only the prompts' own tokens are kept: BOS + 6 words + EOS = 8
+    default = edit(pipe, inversion, [SOURCE, TARGET], resolutions=[16, 8])
+    for h in (16, 8):
+        maps = default.maps(h)
+        assert maps.shape == (2, F, h, h, 8)
+        # after truncation a row holds part of a distribution (padding takes the rest): at most 1, and exactly
+        # the leading tokens of the full maps
+        assert maps.sum(-1).max() <= 1 + 1e-5
+        assert torch.allclose(maps, full.maps(h)[..., :8], atol=1e-5)
+    assert default.maps(8, step=0).shape == (2, F, 8, 8, 8)
 
 
 def test_decoupled_guidance_changes_only_the_target(pipe, inversion):
@@ -125,9 +129,11 @@ def test_decoupled_guidance_changes_only_the_target(pipe, inversion):
 
 def test_refine_adds_a_word(pipe, inversion):
     # the suggested fix for Replace's word-count error works: Refine with an inserted word
-    result = edit(pipe, inversion, [SOURCE, "a red striped circle on the grass"], is_word_swap=False)
+    result = edit(pipe, inversion, [SOURCE, "a red striped circle on the grass"], is_word_swap=False,
+                  num_tokens=None)
     assert result.videos.shape == (2, F, 32, 32, 3)
     maps = result.maps()
+    assert maps.shape[-1] == 77
     assert (maps[0].sum(-1) - 1).abs().max() < 1e-5  # the source's maps are untouched distributions
     # the target's aligned tokens take the source's maps and "striped" keeps its own, as in prompt-to-prompt
     # (no renormalisation): its rows sum to 1 only up to that new token's share (measured 7e-4)

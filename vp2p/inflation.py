@@ -98,6 +98,15 @@ def inflate_unet(unet: nn.Module, frame_keys: str = "first") -> nn.Module:
     return unet
 
 
+def frame_keys_of(unet: nn.Module) -> str:
+    """The ``frame_keys`` option the UNet was inflated with."""
+    for module in unet.modules():
+        processor = getattr(module, "processor", None)
+        if getattr(getattr(processor, "layer", None), "kind", None) == "frame":
+            return processor.frame_keys
+    raise ValueError("this UNet is not inflated; call vp2p.inflate_unet(unet) first")
+
+
 def trainable_parameters(unet: nn.Module) -> dict[str, nn.Parameter]:
     """The parameters Video-P2P tunes on the input video: attn1/attn2 query projections and temporal attention."""
     if not is_inflated(unet):

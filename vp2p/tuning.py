@@ -9,6 +9,7 @@ lr 3e-5; on CUDA fp16 autocast (bf16 where supported) and gradient checkpointing
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,10 +17,11 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from vp2p.inflation import trainable_parameters
+from vp2p.inflation import frame_keys_of, trainable_parameters
 from vp2p.sampling import unet_output
 
 
@@ -114,7 +116,10 @@ def save_tuned(unet, path, overwrite: bool = False) -> Path:
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists; pass overwrite=True or choose another path")
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_file({n: p.detach().contiguous().cpu() for n, p in trainable_parameters(unet).items()}, str(path))
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # then rename: readers never see half a file
+    save_file({n: p.detach().contiguous().cpu() for n, p in trainable_parameters(unet).items()}, str(tmp),
+              metadata={"frame_keys": frame_keys_of(unet)})
+    os.replace(tmp, path)
     return path
 
 
@@ -125,10 +130,17 @@ def load_tuned(unet, path) -> None:
         raise FileNotFoundError(f"no tuned weights at {path}; run vp2p.tune(...) and save_tuned(...) first")
     state = load_file(str(path))
     params = trainable_parameters(unet)
+    with safe_open(str(path), "pt") as f:
+        saved_keys = (f.metadata() or {}).get("frame_keys", frame_keys_of(unet))
+    if saved_keys != frame_keys_of(unet):
+        raise ValueError(f"{path} was tuned with frame_keys={saved_keys!r} but this UNet uses "
+                         f"{frame_keys_of(unet)!r}; inflate it with vp2p.inflate_unet(unet, frame_keys={saved_keys!r})")
     missing, unexpected = set(params) - set(state), set(state) - set(params)
-    if missing or unexpected:
-        raise ValueError(f"{path} does not fit this UNet ({len(missing)} missing, {len(unexpected)} unexpected "
-                         "tensors); load the same base model and inflate it with the same options")
+    reshaped = [n for n, p in params.items() if n in state and state[n].shape != p.shape]
+    if missing or unexpected or reshaped:
+        raise ValueError(f"{path} does not fit this UNet ({len(missing)} missing, {len(unexpected)} unexpected, "
+                         f"{len(reshaped)} differently shaped tensors); load the same base model and inflate it with "
+                         "the same options")
     with torch.no_grad():
         for name, p in params.items():
             p.copy_(state[name].to(p.device, p.dtype))

@@ -299,8 +299,10 @@ def train_unet(work: Path, vae, steps: int, data_count: int, batch: int = 32, lr
         state = torch.load(ckpt, weights_only=False)
         unet.load_state_dict(state["unet"]), text_encoder.load_state_dict(state["text"])
         ema["unet"].load_state_dict(state["ema_unet"]), ema["text"].load_state_dict(state["ema_text"])
-        opt.load_state_dict(state["opt"]), sched.load_state_dict(state["sched"])
+        opt.load_state_dict(state["opt"])
         start = state["step"]
+        for _ in range(start):  # the learning-rate schedule of *this* run's length (it may have changed)
+            sched.step()
     empty = tokenizer([""], padding="max_length", max_length=77, return_tensors="pt").input_ids[0]
     capture = AttentionCapture({256, 64})
     gen = torch.Generator().manual_seed(seed + start)

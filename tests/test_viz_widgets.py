@@ -1,0 +1,232 @@
+"""Figures (vp2p.viz), the notebooks' panels (vp2p.widgets), probes and course helpers, on the tiny test model.
+
+The panels are driven from Python as a notebook front end would: set a control's value, call ``update()`` (or
+let the slider's observer fire), look at ``last_edit`` / ``maps`` / ``figure``.
+"""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from transformers import CLIPTokenizer
+
+from tiny import smooth_video
+from vp2p import course, probes, viz, widgets
+from vp2p.inflation import inflate_unet, trainable_parameters
+from vp2p.workflow import Settings, inversion_cache, prepare
+
+SOURCE = "a red circle bouncing on the grass"
+TARGET = "a blue circle bouncing on the grass"
+FRAMES = 3
+STEPS = 4
+SETTINGS = Settings(tune_steps=2, tune_lr=1e-4, method="fast", num_steps=STEPS, blend_start=0.0)
+
+
+@pytest.fixture(scope="module")
+def tok(tiny_model_dir):
+    return CLIPTokenizer.from_pretrained(tiny_model_dir / "tokenizer")
+
+
+@pytest.fixture(scope="module")
+def prepared(tiny_model_dir, tmp_path_factory):
+    """A tiny pipeline, tuned and inverted on a 3-frame video (cached in a work folder)."""
+    from vp2p import load_pipeline
+
+    pipe = load_pipeline(tiny_model_dir, device="cpu", dtype=torch.float32)
+    work = tmp_path_factory.mktemp("work")
+    run = prepare(pipe, smooth_video(FRAMES), SOURCE, SETTINGS, work_dir=work, progress=False)
+    return pipe, run, work
+
+
+def image_arrays(fig):
+    return [np.asarray(im.get_array(), dtype=np.float64) for ax in fig.axes for im in ax.get_images()]
+
+
+def assert_finite_images(fig):
+    arrays = image_arrays(fig)
+    assert arrays and all(np.isfinite(a).all() for a in arrays)
+
+
+# -- viz ----------------------------------------------------------------------------------------------------------
+
+def test_token_labels_are_the_tokenizer_tokens(tok):
+    assert viz.token_labels(tok, SOURCE) == ["<|startoftext|>", "a", "red", "circle", "bouncing", "on", "the",
+                                             "grass", "<|endoftext|>"]
+
+
+def test_video_strip_rows_columns_and_labels():
+    videos = {"input": smooth_video(4), "edit": smooth_video(4, seed=1)}
+    fig = viz.video_strip(videos, title="t")
+    assert len(fig.axes) == 8
+    assert [fig.axes[i].get_ylabel() for i in (0, 4)] == ["input", "edit"]
+    assert [ax.get_title() for ax in fig.axes[:4]] == [f"frame {f}" for f in range(4)]
+    assert_finite_images(fig)
+
+
+def test_attention_grid_columns_are_the_prompt_words_and_zero_maps_stay_finite(tok):
+    labels = viz.token_labels(tok, SOURCE)
+    maps = torch.rand(2, 8, 8, 77)
+    maps[1] = 0  # an all-zero map must not become NaN
+    fig = viz.attention_grid(maps, labels, video=smooth_video(2), masks=torch.ones(2, 16, 16, dtype=torch.bool))
+    words = len(labels) - 2
+    assert len(fig.axes) == 2 * (words + 1)
+    assert [ax.get_title() for ax in fig.axes[: words + 1]] == labels[1:-1] + ["blend mask"]
+    assert_finite_images(fig)
+
+
+def test_frame_attention_masks_over_steps_and_small_plots():
+    video = smooth_video(3)
+    fig = viz.frame_attention(torch.zeros(3, 4, 4), video, points=[(0.5, 0.5)] * 3)
+    assert len(fig.axes) == 6 and fig.axes[3].get_ylabel() == "looks at frame 0"
+    assert_finite_images(fig)
+    masks = torch.rand(7, 3, 8, 8) > 0.5
+    fig = viz.masks_over_steps(masks, video=video)
+    assert len(fig.axes) == 5 * 3
+    assert_finite_images(fig)
+    fig = viz.masks_over_steps(masks, steps=[0, 6], labels=["first", "last"])
+    assert [fig.axes[i].get_ylabel() for i in (0, 3)] == ["first", "last"]
+    fig = viz.per_frame({"a": np.arange(3.0), "b": np.ones(3)})
+    assert fig.axes[0].get_xlabel() == "frame" and len(fig.axes[0].lines) == 2
+    fig = viz.curves({"s": [1.0, 4.0], "own x": ([1.0, 3.0], [2.0, 2.0])}, x=[0.5, 2.0], xlabel="weight")
+    assert [list(line.get_xdata()) for line in fig.axes[0].lines] == [[0.5, 2.0], [1.0, 3.0]]
+    fig = viz.bars({"attn1.to_q": 10, "frozen": 1000}, log=True)
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["attn1.to_q", "frozen"]
+    fig = viz.table([{"method": "ddim", "PSNR (dB)": 20.123, "numbers": 0}])
+    texts = [cell.get_text().get_text() for cell in fig.axes[0].tables[0].get_celld().values()]
+    assert {"method", "PSNR (dB)", "ddim", "20.1", "0"} <= set(texts)
+
+
+def test_save_writes_a_png(tmp_path):
+    path = viz.save(viz.curves({"x": [1, 2]}), tmp_path / "figures" / "c.png")
+    assert path.read_bytes()[:4] == b"\x89PNG"
+    with pytest.raises(FileExistsError):
+        viz.save(viz.curves({"x": [1, 2]}), path, overwrite=False)
+
+
+# -- probes ---------------------------------------------------------------------------------------------------------
+
+def test_generate_inflation_gap_and_parameter_groups(tiny_pipe):
+    import copy
+
+    image_unet = copy.deepcopy(tiny_pipe.unet)
+    flat = probes.generate(tiny_pipe, SOURCE, num_frames=2, num_steps=2, unet=image_unet)
+    inflate_unet(tiny_pipe.unet)
+    video = probes.generate(tiny_pipe, SOURCE, num_frames=2, num_steps=2)
+    assert flat.shape == video.shape == (2, 32, 32, 3) and flat.dtype == np.uint8
+    assert probes.inflation_gap(image_unet, tiny_pipe.unet, tiny_pipe, SOURCE, num_frames=3) < 1e-4
+    groups = probes.parameter_groups(tiny_pipe.unet)
+    assert sum(groups.values()) == sum(p.numel() for p in tiny_pipe.unet.parameters())
+    assert sum(v for k, v in groups.items() if k != "frozen") == sum(
+        p.numel() for p in trainable_parameters(tiny_pipe.unet).values())
+    assert probes.frame_spread(np.repeat(flat[:1], 3, 0)) == 0.0
+
+
+def test_frame_attention_probe_gives_one_distribution_over_frame_0_per_frame(tiny_pipe):
+    inflate_unet(tiny_pipe.unet)
+    video = smooth_video(3)
+    points = probes.mask_centers(np.ones((3, 32, 32), dtype=bool))
+    assert points[0] == pytest.approx((0.5, 0.5))
+    maps = probes.frame_attention(tiny_pipe, video, SOURCE, points, height=8)
+    assert maps.shape == (3, 8, 8) and (maps >= 0).all()
+    assert torch.allclose(maps.sum(dim=(1, 2)), torch.ones(3), atol=1e-4)
+    inside = probes.attention_inside(maps, np.ones((32, 32), dtype=bool))
+    assert inside.shape == (3,) and np.allclose(inside, 1.0, atol=1e-4)
+    assert np.allclose(probes.attention_inside(maps, np.zeros((32, 32), dtype=bool)), 0.0)
+    with pytest.raises(ValueError, match="one per frame"):
+        probes.frame_attention(tiny_pipe, video, SOURCE, [(0.1, 0.1), (0.2, 0.2)], height=8)
+
+
+# -- course helpers and the workflow cache ------------------------------------------------------------------------------
+
+def test_course_paths_clip_and_download(tmp_path, tiny_pipe):
+    (tmp_path / "vp2p").mkdir()
+    (tmp_path / "notebooks").mkdir()
+    assert course.project_dir(tmp_path / "notebooks") == tmp_path
+    assert course.project_dir(tmp_path) == tmp_path
+    assert course.frame_size(tiny_pipe) == 32
+    assert course.clip(tiny_pipe).shape == (course.NUM_FRAMES, 32, 32, 3)
+    source = tmp_path / "clip.gif"
+    from vp2p.video import write_video
+
+    write_video(source, smooth_video(course.NUM_FRAMES), fps=4)
+    copy = course.local_file(source.as_uri(), tmp_path / "downloads")
+    assert copy == tmp_path / "downloads" / "clip.gif" and copy.read_bytes() == source.read_bytes()
+    assert course.clip(tiny_pipe, source.as_uri(), downloads=tmp_path / "dl").shape == (course.NUM_FRAMES, 32, 32, 3)
+    work = course.work_dir(tiny_pipe, root=tmp_path)
+    assert work.parent == tmp_path / "runs" / "notebooks" and work.name.endswith("red-circle-grass-7")
+
+
+def test_prepare_again_loads_the_tuning_with_its_losses(prepared):
+    from vp2p import load_pipeline
+
+    pipe, run, work = prepared
+    assert inversion_cache(work, SETTINGS).exists()
+    assert json.loads((work / "tuning.json").read_text())["model"] == pipe.name
+    again = prepare(load_pipeline(pipe.name, device="cpu", dtype=torch.float32), run.inversion.frames, SOURCE,
+                    SETTINGS, work_dir=work, progress=False)
+    assert again.tuning.losses == run.tuning.losses and again.inversion.key == run.inversion.key
+
+
+# -- widgets --------------------------------------------------------------------------------------------------------
+
+def test_parse_words_and_weights():
+    assert widgets.parse_words(" circle, red circle ,") == ["circle", "red circle"]
+    assert widgets.parse_weights("striped=2, red = 0.5") == {"striped": 2.0, "red": 0.5}
+    with pytest.raises(ValueError, match="WORD=WEIGHT"):
+        widgets.parse_weights("striped")
+
+
+def test_edit_widget_runs_the_edit_set_in_its_controls(prepared):
+    pipe, run, _ = prepared
+    w = widgets.EditWidget(pipe, run, SETTINGS, TARGET)
+    first = w.update()
+    assert first.prompts == [SOURCE, TARGET] and w.last_edit is first and first.blend_masks is None
+    figure = w.figure
+    assert len(figure.axes) == 3 * FRAMES and figure.axes[2 * FRAMES].get_ylabel() == "edit"
+    w.controls["target"].value = "a red striped circle bouncing on the grass"
+    w.controls["mode"].value = "Refine"
+    w.controls["blend_source"].value = "circle"
+    w.controls["blend_target"].value = "circle"
+    w.controls["weights"].value = "striped=2"
+    w.controls["decoupled"].value = False
+    second = w.update()
+    assert second.prompts[1] == "a red striped circle bouncing on the grass"
+    assert second.blend_masks is not None and not second.decoupled
+    assert float(second.controller.equalizer[0, 3]) == 2.0  # the token of 'striped'
+    assert w.figure is not figure
+    assert_finite_images(w.figure)
+    # A mistake goes to the status line when the button is pressed (and raises from update()).
+    w.controls["blend_target"].value = "square"
+    w.controls["run"].click()
+    assert "square" in w.status.value and w.last_edit is second
+    with pytest.raises(ValueError, match="square"):
+        w.update()
+
+
+def test_attention_widget_step_slider_changes_the_maps(prepared, tok):
+    pipe, run, _ = prepared
+    result = widgets.EditWidget(pipe, run, SETTINGS, TARGET, blend_words=["circle", "circle"]).update()
+    w = widgets.AttentionWidget(result, tok)
+    last = w.update()
+    assert w.controls["step"].value == STEPS - 1 and torch.allclose(last, result.maps()[1], atol=1e-3)
+    figure = w.figure
+    w.controls["step"].value = 0  # the slider's observer redraws
+    assert torch.allclose(w.maps, result.maps(step=0)[1]) and not torch.allclose(w.maps, last)
+    assert w.figure is not figure
+    words = len(viz.token_labels(tok, TARGET)) - 2
+    assert [ax.get_title() for ax in w.figure.axes[:words]] == viz.token_labels(tok, TARGET)[1:-1]
+    w.controls["branch"].value = 0
+    assert torch.allclose(w.maps, result.maps(step=0)[0])
+
+
+def test_weight_widget_caches_each_weight(prepared):
+    pipe, run, _ = prepared
+    target = "a red striped circle bouncing on the grass"
+    w = widgets.WeightWidget(pipe, run, SETTINGS, target, "striped", weight=1.0, is_word_swap=False)
+    w.update()
+    edits = w.sweep([0.0, 1.0])
+    assert set(w.edits) == {0.0, 1.0} and edits[1.0] is w.last_edit
+    w.controls["weight"].value = 2.0
+    assert set(w.edits) == {0.0, 1.0, 2.0} and float(w.last_edit.controller.equalizer[0, 3]) == 2.0
+    assert w.figure.axes[FRAMES].get_ylabel() == "'striped' × 2"
