@@ -18,6 +18,7 @@ from typing import Protocol
 
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 from diffusers.models.attention_processor import Attention
 
 KINDS = ("self", "frame", "cross", "temporal")
@@ -61,13 +62,12 @@ def attention_probs(query: torch.Tensor, key: torch.Tensor, scale: float) -> tor
 
 def frame_context(hidden: torch.Tensor, num_frames: int, frame_keys: str) -> torch.Tensor:
     """Per frame, the hidden states keys and values come from: frame 0 (optionally with the previous frame too)."""
-    rows, length, dim = hidden.shape
-    video = hidden.view(rows // num_frames, num_frames, length, dim)
+    video = rearrange(hidden, "(v f) p c -> v f p c", f=num_frames)
     first = video[:, :1].expand(-1, num_frames, -1, -1)
     if frame_keys == "first":
-        return first.reshape(rows, length, dim)
+        return rearrange(first, "v f p c -> (v f) p c")
     previous = video[:, [max(i - 1, 0) for i in range(num_frames)]]
-    return torch.cat([first, previous], dim=2).reshape(rows, 2 * length, dim)
+    return rearrange(torch.cat([first, previous], dim=2), "v f p c -> (v f) p c")
 
 
 class AttentionProcessor:

@@ -17,6 +17,7 @@ Frames are folded into the batch (see ``vp2p.attention``); the frame count reach
 from __future__ import annotations
 
 import torch
+from einops import rearrange
 from diffusers.models.attention import BasicTransformerBlock
 from diffusers.models.attention_processor import Attention
 from torch import nn
@@ -72,11 +73,11 @@ class TemporalBlock(nn.Module):
         frames = kwargs.get("num_frames")
         if frames is None:
             raise ValueError("an inflated UNet needs cross_attention_kwargs={'num_frames': F} (frames in the batch)")
-        rows, length, dim = hidden_states.shape
-        # (videos·F, positions, C) -> (videos·positions, F, C): a sequence over frames at every position.
-        seq = hidden_states.view(rows // frames, frames, length, dim).transpose(1, 2).reshape(-1, frames, dim)
+        positions = hidden_states.shape[1]
+        # videos·frames rows of positions -> videos·positions rows of frames: a sequence over time at every position
+        seq = rearrange(hidden_states, "(v f) p c -> (v p) f c", f=frames)
         seq = self.attn_temp(self.norm_temp(seq), **kwargs) + seq
-        return seq.view(rows // frames, length, frames, dim).transpose(1, 2).reshape(rows, length, dim)
+        return rearrange(seq, "(v p) f c -> (v f) p c", p=positions)
 
 
 def is_inflated(unet: nn.Module) -> bool:

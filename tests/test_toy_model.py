@@ -1,0 +1,63 @@
+"""The shipped toy model: it loads both ways, paints what it is told, and the demo and a reduced bench run."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from vp2p import load_pipeline
+from vp2p.loading import toy_model_path
+from vp2p.toy import world
+from vp2p.toy.evaluator import read_frame
+
+
+def test_the_shipped_model_is_small_and_in_stable_diffusion_layout():
+    folder = toy_model_path()
+    size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+    assert size <= 30 * 2**20, f"{size / 2**20:.1f} MB"
+    for part in ("vae", "text_encoder", "tokenizer", "unet", "scheduler"):
+        assert (folder / part).is_dir(), part
+    pipe = load_pipeline("toy", device="cpu")
+    assert type(pipe.unet).__name__ == "UNet2DConditionModel" and type(pipe.vae).__name__ == "AutoencoderKL"
+    assert type(pipe.text_encoder).__name__ == "CLIPTextModel" and type(pipe.tokenizer).__name__ == "CLIPTokenizer"
+    assert pipe.vae_scale_factor == 4 and pipe.scheduler.config.prediction_type == "epsilon"
+
+
+def test_stable_diffusion_pipeline_paints_the_color_it_is_asked_for():
+    from diffusers import StableDiffusionPipeline
+
+    sd = StableDiffusionPipeline.from_pretrained(toy_model_path(), safety_checker=None, requires_safety_checker=False)
+    sd.set_progress_bar_config(disable=True)
+    scenes = [world.Scene(color, "circle", "sand", seed=i) for i, color in enumerate(["red", "blue", "yellow"])]
+    images = sd([s.caption for s in scenes], height=64, width=64, num_inference_steps=25, output_type="np",
+                generator=torch.Generator().manual_seed(0)).images
+    colors = [read_frame((img * 255).round().astype(np.uint8)).color for img in images]
+    assert colors == ["red", "blue", "yellow"]
+
+
+def test_a_reduced_toy_bench(tmp_path):
+    from vp2p.toy.bench import run_bench
+
+    result = run_bench(tmp_path, t2i_count=24, attention_count=6, videos=1, progress=False)
+    saved = json.loads(Path(tmp_path / "toy_bench.json").read_text())
+    assert saved["machine"] and saved["seconds"] > 0
+    assert result["t2i_color_acc"] >= 0.75 and result["t2i_background_acc"] >= 0.75
+    assert result["attention_in_mask"] >= 0.5
+    assert result["reconstruction_psnr"] >= 26
+    assert len(result["reweight_strengths"]) == len(result["reweight_weights"])
+
+
+def test_the_demo_edits_the_video_and_writes_everything(tmp_path):
+    from vp2p.toy.demo import run_demo
+
+    metrics = run_demo(tmp_path, progress=False)
+    for name in ("source", "reconstruction", "edit"):
+        assert (tmp_path / f"{name}.gif").exists() and (tmp_path / f"{name}.mp4").exists()
+    assert (tmp_path / "attention.png").stat().st_size > 10_000
+    assert metrics["edit_hit"] and metrics["read_from_edit"]["color"] == "blue"
+    assert metrics["reconstruction_psnr"] >= 26 and metrics["background_psnr"] >= 26
+    assert set(metrics["seconds"]) >= {"tune", "invert", "edit", "total"}
+    with pytest.raises(FileExistsError, match="overwrite"):
+        run_demo(tmp_path, progress=False)
