@@ -9,6 +9,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never touch the network
 # Under pytest-xdist (the README's command runs 2 workers) each worker gets one core.
 torch.set_num_threads(int(os.environ.get("VP2P_TEST_THREADS", "1" if "PYTEST_XDIST_WORKER" in os.environ else "2")))
+if "PYTEST_XDIST_WORKER" in os.environ:  # the kernels nbmake starts for the notebooks inherit this: one core each too
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from tiny import write_tiny_model  # noqa: E402
 

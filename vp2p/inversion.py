@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,7 +85,9 @@ class Inversion:
         meta = {"prompt": self.prompt, "method": self.method, "num_steps": self.num_steps,
                 "guidance_scale": self.guidance_scale, "losses": self.losses, "seconds": self.seconds,
                 "key": self.key}
-        save_file(tensors, str(path), metadata={"vp2p_inversion": json.dumps(meta)})
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # then rename: readers never see half a file
+        save_file(tensors, str(tmp), metadata={"vp2p_inversion": json.dumps(meta)})
+        os.replace(tmp, path)
         return path
 
     @classmethod

@@ -27,7 +27,8 @@ def _numpy(x) -> np.ndarray:
     return x.detach().float().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
 
 
-def video_strip(videos: dict[str, np.ndarray], frames: list[int] | None = None, scale: float = 1.2):
+def video_strip(videos: dict[str, np.ndarray], frames: list[int] | None = None, scale: float = 1.2,
+                title: str = ""):
     """Rows = videos (name → uint8 (F, H, W, 3)), columns = frames."""
     names = list(videos)
     count = len(next(iter(videos.values())))
@@ -43,6 +44,8 @@ def video_strip(videos: dict[str, np.ndarray], frames: list[int] | None = None, 
                 ax.set_ylabel(name, fontsize=9)
             if r == 0:
                 ax.set_title(f"frame {f}", fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
 
@@ -108,11 +111,14 @@ def mask_strip(masks, video: np.ndarray | None = None, title: str = "", scale: f
 
 
 def curves(series: dict[str, np.ndarray], xlabel: str = "step", ylabel: str = "", log: bool = False,
-           title: str = ""):
-    """Several named curves on one axis."""
+           title: str = "", x=None, marker: str | None = None):
+    """Several named curves on one axis, against ``x`` when given, else the index; a value may also be a pair
+    (x values, y values) of its own."""
     fig, ax = plt.subplots(figsize=(5, 3.2))
     for name, values in series.items():
-        ax.plot(_numpy(values), label=name)
+        xs, values = (values if isinstance(values, tuple) else (x, values))
+        values = _numpy(values)
+        ax.plot(np.arange(len(values)) if xs is None else _numpy(xs), values, label=name, marker=marker)
     ax.set_xlabel(xlabel), ax.set_ylabel(ylabel)
     if log:
         ax.set_yscale("log")
@@ -121,6 +127,104 @@ def curves(series: dict[str, np.ndarray], xlabel: str = "step", ylabel: str = ""
     if len(series) > 1:
         ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def per_frame(series: dict[str, np.ndarray], ylabel: str = "PSNR (dB)", title: str = ""):
+    """One value per frame for several named videos or methods (e.g. the PSNR of each reconstructed frame)."""
+    count = max(len(_numpy(v)) for v in series.values())
+    fig = curves(series, xlabel="frame", ylabel=ylabel, title=title, marker="o")
+    fig.axes[0].set_xticks(range(count))
+    return fig
+
+
+def bars(values: dict[str, float], ylabel: str = "", log: bool = False, title: str = "", fmt: str = "{:,.0f}"):
+    """One labelled bar per entry, its value written on top."""
+    fig, ax = plt.subplots(figsize=(1.1 * len(values) + 1.5, 3.2))
+    names, heights = list(values), [float(v) for v in values.values()]
+    positions = np.arange(len(names))
+    ax.bar(positions, heights, color="tab:blue")
+    ax.set_xticks(positions, names, rotation=20, ha="right", fontsize=8)
+    for x, h in zip(positions, heights):
+        ax.annotate(fmt.format(h), (x, h), ha="center", va="bottom", fontsize=7)
+    ax.set_ylabel(ylabel)
+    if log:
+        ax.set_yscale("log")
+    if title:
+        ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3, axis="y")
+    fig.tight_layout()
+    return fig
+
+
+def table(rows: list[dict], title: str = "", fmt: str = "{:.3g}"):
+    """A table figure: one row per dict, the keys of the first dict as the column headers."""
+    columns = list(rows[0])
+    cells = [[fmt.format(v) if isinstance(v, float) else f"{v:,}" if isinstance(v, int) else str(v)
+              for v in (row[c] for c in columns)] for row in rows]
+    fig, ax = plt.subplots(figsize=(1.6 * len(columns), 0.35 * (len(rows) + 1) + 0.5))
+    ax.axis("off")
+    grid = ax.table(cellText=cells, colLabels=columns, loc="center", cellLoc="center")
+    grid.auto_set_font_size(False)
+    grid.set_fontsize(8)
+    grid.auto_set_column_width(list(range(len(columns))))  # each column as wide as its longest entry
+    grid.scale(1, 1.3)
+    if title:
+        ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def frame_attention(maps, video: np.ndarray, points=None, title: str = "", scale: float = 1.2):
+    """Where frame i looks in frame 0. Top row: frame i (with its query point); bottom row: frame 0 with frame i's
+    attention map over it (maps: (F, h, w), each normalised by its maximum)."""
+    maps = _numpy(maps)
+    count = maps.shape[0]
+    fig, axes = plt.subplots(2, count, figsize=(scale * count, 2 * scale + 0.5), squeeze=False)
+    height, width = video.shape[1:3]
+    for f in range(count):
+        top, bottom = axes[0, f], axes[1, f]
+        top.imshow(video[f])
+        if points is not None:
+            r, c = points[f] if len(points) == count else points[0]
+            top.plot([c * width - 0.5], [r * height - 0.5], marker="+", color="yellow", markersize=10, mew=2)
+        top.set_title(f"frame {f}", fontsize=8)
+        bottom.imshow(video[0], extent=(0, 1, 1, 0))
+        m = maps[f] / max(float(maps[f].max()), 1e-12)
+        bottom.imshow(m, cmap="jet", alpha=0.55, extent=(0, 1, 1, 0), vmin=0, vmax=1)
+        for ax in (top, bottom):
+            ax.set_xticks([]), ax.set_yticks([])
+    axes[0, 0].set_ylabel("query in frame i", fontsize=8)
+    axes[1, 0].set_ylabel("looks at frame 0", fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def masks_over_steps(masks, steps: list[int] | None = None, labels: list[str] | None = None,
+                     video: np.ndarray | None = None, title: str = "", scale: float = 1.0):
+    """Rows = steps, columns = frames: masks (steps, F, h, w); ``steps`` picks rows (default: up to 5, evenly)."""
+    masks = _numpy(masks).astype(np.float32)
+    total, count = masks.shape[:2]
+    steps = sorted(set(np.linspace(0, total - 1, min(total, 5)).round().astype(int).tolist())) if steps is None else steps
+    fig, axes = plt.subplots(len(steps), count, figsize=(scale * count, scale * len(steps) + 0.4), squeeze=False)
+    for r, s in enumerate(steps):
+        for f in range(count):
+            ax = axes[r, f]
+            if video is not None:
+                ax.imshow(video[f], extent=(0, 1, 1, 0))
+                ax.imshow(masks[s, f], cmap="Reds", alpha=0.5, extent=(0, 1, 1, 0), vmin=0, vmax=1)
+            else:
+                ax.imshow(masks[s, f], cmap="gray", vmin=0, vmax=1)
+            ax.set_xticks([]), ax.set_yticks([])
+            if r == 0:
+                ax.set_title(f"frame {f}", fontsize=8)
+            if f == 0:
+                ax.set_ylabel(labels[r] if labels else f"mask {s}", fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from vp2p.editing import Edit, edit
-from vp2p.inflation import inflate_unet, is_inflated
+from vp2p.inflation import inflate_unet, is_inflated, trainable_parameters
 from vp2p.inversion import Inversion, invert
 from vp2p.tuning import TuneResult, load_tuned, save_tuned, tune
 
@@ -62,34 +62,58 @@ class Run:
 
 def prepare(pipe, frames: np.ndarray, source: str, settings: Settings, work_dir=None, progress=True) -> Run:
     """Inflate, tune and invert (each cached under ``work_dir`` when given); returns a Run without edits."""
+    start = time.perf_counter()
+    tuning = tune_stage(pipe, frames, source, settings, work_dir, progress)
+    seconds = {"tune": time.perf_counter() - start}
+    start = time.perf_counter()
+    inversion = invert_stage(pipe, frames, source, settings, work_dir, progress)
+    seconds["invert"] = time.perf_counter() - start
+    return Run(tuning, inversion, seconds=seconds)
+
+
+def tune_stage(pipe, frames: np.ndarray, source: str, settings: Settings, work_dir=None,
+               progress=True) -> TuneResult | None:
+    """Inflate ``pipe.unet`` if needed and tune it, or load the weights tuned on the same inputs in ``work_dir``.
+
+    Returns the TuneResult (from the cache: its losses, ``seconds`` 0), or None when ``tune_steps`` is 0.
+    """
     work = Path(work_dir) if work_dir is not None else None
-    seconds = {}
     if not is_inflated(pipe.unet):
         inflate_unet(pipe.unet)
-    tuning = None
     tuned_path = work / "tuned.safetensors" if work else None
-    start = time.perf_counter()
-    if tuned_path is not None and tuned_path.exists() and _same_inputs(work, frames, source, settings):
+    if tuned_path is not None and tuned_path.exists() and _same_inputs(work, pipe, frames, source, settings):
         load_tuned(pipe.unet, tuned_path)
-    elif settings.tune_steps > 0:
-        tuning = tune(pipe, frames, source, steps=settings.tune_steps, lr=settings.tune_lr, seed=settings.seed,
-                      progress=progress)
-        if work is not None:
-            _record_inputs(work, frames, source, settings)
-            save_tuned(pipe.unet, tuned_path, overwrite=True)
-            (work / "tuning_losses.json").write_text(json.dumps(tuning.losses))
-    seconds["tune"] = time.perf_counter() - start
-    start = time.perf_counter()
-    cache = work / f"inversion-{settings.method}.safetensors" if work else None
+        losses_path = work / "tuning_losses.json"
+        losses = json.loads(losses_path.read_text()) if losses_path.exists() else []
+        return TuneResult(losses=losses, trained=sum(p.numel() for p in trainable_parameters(pipe.unet).values()))
+    if settings.tune_steps <= 0:
+        return None
+    tuning = tune(pipe, frames, source, steps=settings.tune_steps, lr=settings.tune_lr, seed=settings.seed,
+                  progress=progress)
+    if work is not None:  # weights first, fingerprint last: a fingerprint always describes complete weights
+        save_tuned(pipe.unet, tuned_path, overwrite=True)
+        _write_atomic(work / "tuning_losses.json", json.dumps(tuning.losses))
+        _record_inputs(work, pipe, frames, source, settings)
+    return tuning
+
+
+def inversion_cache(work_dir, settings: Settings) -> Path:
+    """Where ``invert_stage`` keeps the inversion of a method and step count inside ``work_dir``."""
+    return Path(work_dir) / f"inversion-{settings.method}-{settings.num_steps}steps.safetensors"
+
+
+def invert_stage(pipe, frames: np.ndarray, source: str, settings: Settings, work_dir=None,
+                 progress=True) -> Inversion:
+    """Invert with ``settings.method`` and ``settings.num_steps``, cached in ``work_dir`` (redone when the model,
+    video, prompt or settings changed)."""
+    cache = inversion_cache(work_dir, settings) if work_dir is not None else None
     options = dict(method=settings.method, num_steps=settings.num_steps, guidance_scale=settings.guidance_scale,
                    inner_steps=settings.inner_steps, progress=progress)
     try:
-        inversion = invert(pipe, frames, source, cache=cache, **options)
+        return invert(pipe, frames, source, cache=cache, **options)
     except FileExistsError:  # our own cache, made from other inputs: replace it
-        cache.unlink()
-        inversion = invert(pipe, frames, source, cache=cache, **options)
-    seconds["invert"] = time.perf_counter() - start
-    return Run(tuning, inversion, seconds=seconds)
+        cache.unlink(missing_ok=True)
+        return invert(pipe, frames, source, cache=cache, **options)
 
 
 def edit_run(pipe, run: Run, prompts, settings: Settings, progress=True, **controller_options) -> Edit:
@@ -116,18 +140,34 @@ def video_p2p(pipe, frames, source: str, targets, settings: Settings | None = No
     return run
 
 
-def _fingerprint(frames, source, settings) -> dict:
+def _base_weights(unet) -> float:
+    """A checksum of the weights tuning leaves alone: identifies the base model (e.g. a retrained toy model)."""
+    tuned = {id(p) for p in trainable_parameters(unet).values()}
+    return round(sum(float(p.double().sum()) for p in unet.parameters() if id(p) not in tuned), 4)
+
+
+def _fingerprint(pipe, frames, source, settings) -> dict:
     import hashlib
 
-    return {"frames": hashlib.sha256(frames.tobytes()).hexdigest()[:16], "source": source,
-            "tune_steps": settings.tune_steps, "tune_lr": settings.tune_lr, "seed": settings.seed}
+    return {"frames": hashlib.sha256(frames.tobytes()).hexdigest()[:16], "source": source, "model": pipe.name,
+            "base_weights": _base_weights(pipe.unet), "tune_steps": settings.tune_steps,
+            "tune_lr": settings.tune_lr, "seed": settings.seed}
 
 
-def _record_inputs(work: Path, frames, source, settings):
-    work.mkdir(parents=True, exist_ok=True)
-    (work / "tuning.json").write_text(json.dumps(_fingerprint(frames, source, settings), indent=2))
+def _write_atomic(path: Path, text: str):
+    """Write through a temporary file: a reader (another notebook running at the same time) never sees half a file."""
+    import os
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
-def _same_inputs(work: Path, frames, source, settings) -> bool:
+def _record_inputs(work: Path, pipe, frames, source, settings):
+    _write_atomic(work / "tuning.json", json.dumps(_fingerprint(pipe, frames, source, settings), indent=2))
+
+
+def _same_inputs(work: Path, pipe, frames, source, settings) -> bool:
     path = work / "tuning.json"
-    return path.exists() and json.loads(path.read_text()) == _fingerprint(frames, source, settings)
+    return path.exists() and json.loads(path.read_text()) == _fingerprint(pipe, frames, source, settings)

@@ -1,0 +1,114 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/vp2p-kit/vp2p/blob/main/notebooks/06_reweighting.ipynb)
+#
+# # 6 · Reweighting: turn a word up or down
+#
+# A prompt says *what*, not *how much*. Prompt-to-prompt's **Reweight** multiplies the cross-attention maps of chosen
+# tokens of the target prompt by a factor during the injection steps: 0 removes the word's effect, 1 is the plain
+# edit, 2 or 4 exaggerate it. It wraps a Replace or a Refine; in `vp2p` (and in the official configs) it is
+# `eq_params={"words": ["striped"], "values": [2.0]}` — or simply `{"striped": 2.0}`.
+#
+# You will sweep the weight of the word added in notebook 05 and see — and, on the toy world, measure — how strong
+# the attribute comes out.
+
+# %%
+try:
+    import vp2p
+except ImportError:  # e.g. on Colab: install the kit (a minute)
+    # %pip install -q "vp2p @ git+https://github.com/vp2p-kit/vp2p"
+    import vp2p
+
+# %% [markdown]
+# ## Setup
+#
+# **`MODEL`**, and with Stable Diffusion your **`VIDEO`** with its prompts. As in notebook 05: Refine with a blend on
+# the object and `cross_replace_steps=0.8`; the reweighting acts during those steps.
+
+# %%
+import numpy as np
+import torch
+
+from vp2p import course, viz, widgets, workflow
+from vp2p.toy import evaluator
+
+MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5" if torch.cuda.is_available() else "toy"  # ← the model
+VIDEO = None  # ← Stable Diffusion only: your clip (a path or URL); None renders the toy scene
+if VIDEO is None:
+    SOURCE, TARGET = course.SCENE.caption, course.SCENE.replace(attribute="striped").caption
+    WORD, BLEND = "striped", ["circle", "circle"]
+    SWAP, SWAP_WORD, SWAP_BLEND = course.SCENE.replace(color="blue").caption, "blue", BLEND  # for section 4
+else:  # ← your clip: describe it, add a word, name the object in both prompts
+    SOURCE, TARGET = "a rabbit is jumping on the grass", "a origami rabbit is jumping on the grass"
+    WORD, BLEND = "origami", ["rabbit", "rabbit"]
+    SWAP, SWAP_WORD, SWAP_BLEND = "a cat is jumping on the grass", "cat", ["rabbit", "cat"]
+WEIGHTS = [0.0, 0.5, 1.0, 2.0, 4.0]
+
+FIGURES = course.project_dir() / "figures"
+pipe = vp2p.load_pipeline(MODEL)
+settings = course.settings(pipe)
+frames = course.clip(pipe, VIDEO)
+run = workflow.prepare(pipe, frames, SOURCE, settings, work_dir=course.work_dir(pipe, VIDEO))
+print(f"'{SOURCE}' → '{TARGET}', weights of '{WORD}': {WEIGHTS}")
+
+# %% [markdown]
+# ## 1. A sweep of weights, side by side
+#
+# The panel keeps every edit it computed, so the sweep below and the slider share them: `panel.sweep(WEIGHTS)` runs
+# one edit per weight.
+
+# %%
+panel = widgets.WeightWidget(pipe, run, settings, TARGET, WORD, weight=2.0, is_word_swap=False, blend_words=BLEND,
+                             cross_replace_steps=0.8)
+edits = panel.sweep(WEIGHTS)
+fig = viz.video_strip({"input": frames, **{f"'{WORD}' × {w:g}": e.edited for w, e in edits.items()}},
+                      title=f"'{TARGET}', reweighting '{WORD}'")
+viz.save(fig, FIGURES / "06_reweight_sweep.png");
+
+# %% [markdown]
+# ## 2. The weight slider
+#
+# Move the slider (steps of 0.25); a weight not computed yet runs one edit (a few seconds on the toy model).
+
+# %%
+panel.show()
+
+# %% [markdown]
+# ## 3. How strong is the attribute? (toy world)
+#
+# The evaluator segments the object in every frame and measures how strongly a pattern shows inside it
+# (`attribute_strength`: 0 for a plain object, about 1 for a pattern as the toy world renders it). If reweighting
+# works, it rises with the weight.
+
+# %%
+if MODEL == "toy" and VIDEO is None:
+    strength = [evaluator.read_video(e.edited).attribute_strength for e in edits.values()]
+    fig = viz.curves({f"'{WORD}'": np.array(strength)}, x=np.array(WEIGHTS), xlabel=f"weight of '{WORD}'",
+                     ylabel="attribute strength (evaluator)", marker="o", title="reweighting, measured")
+    viz.save(fig, FIGURES / "06_attribute_strength.png")
+    print("attribute strength:", {w: round(float(v), 3) for w, v in zip(WEIGHTS, strength)})
+
+# %% [markdown]
+# ## 4. Reweighting on top of a word swap — and everything else
+#
+# The general panel of notebooks 04–05 has a **word weights** field (`word=value, …`): here a Replace edit with the
+# swapped word turned up. Change the mode, the prompt, the blend words or the weights and press **Edit**.
+
+# %%
+general = widgets.EditWidget(pipe, run, settings, SWAP, blend_words=SWAP_BLEND, eq_params={SWAP_WORD: 2.0})
+general.update()
+general.show()
