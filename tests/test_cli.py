@@ -7,7 +7,8 @@ import pytest
 from PIL import Image
 
 from tiny import smooth_video
-from vp2p.cli import _weights, build_parser, main
+from vp2p.cli import build_parser, main
+from vp2p.editing import parse_weights
 
 
 def write_frames(folder, frames):
@@ -48,9 +49,9 @@ def test_edit_refuses_to_overwrite_results(tiny_model_dir, tmp_path):
 
 
 def test_reweight_arguments_are_parsed_and_checked():
-    assert _weights(["striped=2", "red=0.5"]) == {"striped": 2.0, "red": 0.5}
-    with pytest.raises(SystemExit, match="WORD=WEIGHT"):
-        _weights(["striped"])
+    assert parse_weights(["striped=2", "red=0.5"]) == {"striped": 2.0, "red": 0.5}
+    with pytest.raises(ValueError, match="WORD=WEIGHT"):
+        parse_weights(["striped"])
 
 
 def test_parser_defaults():

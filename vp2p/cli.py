@@ -13,17 +13,6 @@ import json
 import sys
 
 
-def _weights(pairs: list[str]) -> dict[str, float]:
-    weights = {}
-    for pair in pairs:
-        word, _, value = pair.partition("=")
-        try:
-            weights[word] = float(value)
-        except ValueError:
-            raise SystemExit(f"--reweight {pair!r}: write WORD=WEIGHT, e.g. --reweight striped=2") from None
-    return weights
-
-
 def cmd_demo(args):
     from vp2p.toy.demo import run_demo
 
@@ -32,6 +21,7 @@ def cmd_demo(args):
 
 
 def cmd_edit(args):
+    from vp2p.editing import parse_weights
     from vp2p.loading import load_pipeline
     from vp2p.video import read_video, write_videos
     from vp2p.workflow import settings_for, video_p2p
@@ -48,7 +38,7 @@ def cmd_edit(args):
     if args.blend:
         options["blend_words"] = args.blend
     if args.reweight:
-        options["eq_params"] = _weights(args.reweight)
+        options["eq_params"] = parse_weights(args.reweight)
     run = video_p2p(pipe, frames, args.source, args.target, settings, work_dir=f"{args.out}/cache", **options)
     written = write_videos(args.out, {"source": frames, "reconstruction": run.inversion.reconstruction,
                                       "edit": run.edits[-1].edited}, overwrite=args.overwrite)

@@ -47,6 +47,21 @@ def equalizer(prompt: str, weights: dict[str, float], tokenizer, max_len: int) -
     return eq
 
 
+def parse_weights(pairs: str | list[str]) -> dict[str, float]:
+    """'striped=2, red=0.5' (or ['striped=2', 'red=0.5']) → {'striped': 2.0, 'red': 0.5}; empty → {}."""
+    items = pairs.split(",") if isinstance(pairs, str) else list(pairs)
+    weights = {}
+    for pair in (item.strip() for item in items if item.strip()):
+        word, sep, value = pair.partition("=")
+        try:
+            if not sep or not word.strip():
+                raise ValueError
+            weights[word.strip()] = float(value)
+        except ValueError:
+            raise ValueError(f"word weight {pair!r}: write WORD=WEIGHT, e.g. striped=2") from None
+    return weights
+
+
 def parse_eq_params(eq_params) -> dict[str, float]:
     """Official ``{"words": [...], "values": [...]}`` or a plain ``{word: weight}``."""
     if "words" in eq_params and "values" in eq_params:

@@ -20,8 +20,8 @@ import ipywidgets as widgets
 import matplotlib.pyplot as plt
 
 from vp2p import viz
+from vp2p.editing import parse_weights  # noqa: F401  (part of the panels' API)
 from vp2p.workflow import Run, Settings, edit_run
-
 
 
 def _wide() -> dict:
@@ -36,20 +36,6 @@ def _fraction() -> dict:
 def parse_words(text: str) -> list[str]:
     """'circle' or 'red, circle' → ['circle'] / ['red', 'circle'] (a word may be a phrase: 'red circle')."""
     return [w.strip() for w in text.split(",") if w.strip()]
-
-
-def parse_weights(text: str) -> dict[str, float]:
-    """'striped=2, red=0.5' → {'striped': 2.0, 'red': 0.5}; an empty text → {}."""
-    weights = {}
-    for pair in parse_words(text):
-        word, sep, value = pair.partition("=")
-        try:
-            weights[word.strip()] = float(value)
-        except ValueError:
-            raise ValueError(f"word weight {pair!r}: write WORD=WEIGHT, e.g. striped=2") from None
-        if not sep or not word.strip():
-            raise ValueError(f"word weight {pair!r}: write WORD=WEIGHT, e.g. striped=2")
-    return weights
 
 
 class FigurePanel:

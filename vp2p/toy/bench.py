@@ -108,8 +108,7 @@ def pipeline_metrics(model: str = "toy", count: int = 20, settings=None, seed: i
                  "shape": scene.replace(shape=other(world.SHAPES, scene.shape, rng))}
         for kind, target in swaps.items():
             blend = [scene.shape, target.shape]
-            result = edit_run(pipe, run, [video.caption, target.caption], s, progress=False, blend_words=blend,
-                              **({"cross_replace_steps": 0.1} if kind == "shape" else {}))
+            result = edit_run(pipe, run, [video.caption, target.caption], s, progress=False, blend_words=blend)
             verdict = judge_edit(video, target, result.edited)
             row[f"swap_{kind}_hit"] = verdict["hits"][kind]
             row[f"swap_{kind}_background_psnr"] = verdict["background_psnr"]
