@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import vp2p
-from tiny import smooth_video
+from tiny import inflated_pipeline, smooth_video
 from vp2p.controllers import AttentionStore
 from vp2p.ddim import DDIMSchedule
 from vp2p.sampling import sample
@@ -22,9 +22,7 @@ TARGET = "a blue circle on the grass"
 
 @pytest.fixture(scope="module")
 def pipe(tiny_model_dir):
-    pipe = vp2p.load_pipeline(tiny_model_dir, device="cpu", dtype=torch.float32)
-    vp2p.inflate_unet(pipe.unet)
-    return pipe
+    return inflated_pipeline(tiny_model_dir)
 
 
 @pytest.fixture(scope="module")

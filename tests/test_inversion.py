@@ -8,7 +8,7 @@ import torch
 
 import vp2p
 import vp2p.inversion
-from tiny import smooth_video
+from tiny import inflated_pipeline, smooth_video
 from vp2p.inversion import Inversion
 
 PROMPT = "a red circle on the grass"
@@ -16,9 +16,7 @@ PROMPT = "a red circle on the grass"
 
 @pytest.fixture(scope="module")
 def pipe(tiny_model_dir):
-    pipe = vp2p.load_pipeline(tiny_model_dir, device="cpu", dtype=torch.float32)
-    vp2p.inflate_unet(pipe.unet)
-    return pipe
+    return inflated_pipeline(tiny_model_dir)
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import vp2p
-from tiny import smooth_video
+from tiny import inflated_pipeline, smooth_video
 from vp2p.inflation import trainable_parameters
 from vp2p.sampling import unet_output
 
@@ -12,10 +12,6 @@ PROMPT = "a red circle on the grass"
 F = 2
 
 
-def fresh_pipe(model_dir):
-    pipe = vp2p.load_pipeline(model_dir, device="cpu", dtype=torch.float32)
-    vp2p.inflate_unet(pipe.unet)
-    return pipe
 
 
 @pytest.fixture
@@ -99,7 +95,7 @@ def other_unet(**changes):
 def test_save_and_load_tuned_round_trip(pipe, tiny_model_dir, tmp_path):
     vp2p.tune(pipe, smooth_video(F), PROMPT, steps=5, lr=1e-3, progress=False)
     path = vp2p.save_tuned(pipe.unet, tmp_path / "tuned" / "unet.safetensors")
-    fresh = fresh_pipe(tiny_model_dir)
+    fresh = inflated_pipeline(tiny_model_dir)
     expected = probe_output(pipe.unet)
     assert (probe_output(fresh.unet) - expected).abs().max() > 1e-4  # tuning made a difference to load
     vp2p.load_tuned(fresh.unet, path)

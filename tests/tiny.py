@@ -100,3 +100,12 @@ def smooth_video(num_frames: int = 4, size: int = TINY_SIZE, seed: int = 0):
         blob = np.exp(-((x - cx) ** 2 + (y - cy) ** 2) / 0.02)[..., None] * np.array([0.5, -0.3, -0.3])
         frames.append(np.clip(255 * (base + blob), 0, 255).astype(np.uint8))
     return np.stack(frames)
+
+
+def inflated_pipeline(model_dir):
+    """The tiny pipeline on the CPU in fp32 with its UNet inflated (frame + temporal attention)."""
+    import vp2p
+
+    pipe = vp2p.load_pipeline(model_dir, device="cpu", dtype=torch.float32)
+    vp2p.inflate_unet(pipe.unet)
+    return pipe
