@@ -118,26 +118,32 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
 # ---------------------------------------------------------------- stage 1: VAE
 
 
-def train_vae(work: Path, steps: int, batch: int = 32, lr: float = 1e-3, seed: int = 0, log_every: int = 100):
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def train_vae(work: Path, steps: int, batch: int = 32, lr: float = 1e-3, seed: int = 0, log_every: int = 100,
+              device=None):
     from diffusers import AutoencoderKL
 
     torch.manual_seed(seed)
-    vae = AutoencoderKL(**vae_config())
+    device = torch.device(device or default_device())
+    vae = AutoencoderKL(**vae_config()).to(device)
     opt = torch.optim.AdamW(vae.parameters(), lr=lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.05)
     ckpt = work / "vae.pt"
     start = 0
     if ckpt.exists():
-        state = torch.load(ckpt, weights_only=False)
+        state = torch.load(ckpt, weights_only=False, map_location=device)
         vae.load_state_dict(state["model"]), opt.load_state_dict(state["opt"])
         start = state["step"]
         for _ in range(start):  # the learning-rate schedule of *this* run's length (it may have changed)
             sched.step()
-    held_out = to_tensor(render_frames(10_000_000, 256)[0])
+    held_out = to_tensor(render_frames(10_000_000, 256)[0]).to(device)
     data_seed = 1_000_000 + start * batch
     bar = tqdm(range(start, steps), desc="vae", initial=start, total=steps, mininterval=10)
     for step in bar:
-        x = to_tensor(render_frames(data_seed, batch)[0])
+        x = to_tensor(render_frames(data_seed, batch)[0]).to(device)
         data_seed += batch
         posterior = vae.encode(x).latent_dist
         recon = vae.decode(posterior.sample()).sample
@@ -158,7 +164,7 @@ def train_vae(work: Path, steps: int, batch: int = 32, lr: float = 1e-3, seed: i
         rec = torch.cat([vae.decode(latents[i:i + 64]).sample for i in range(0, 256, 64)])
     vae.register_to_config(scaling_factor=float(1 / latents.std()))
     report = {"vae_psnr_db": psnr(rec, held_out), "scaling_factor": vae.config.scaling_factor}
-    vae.save_pretrained(work / "vae")
+    vae.cpu().save_pretrained(work / "vae")
     (work / "vae_report.json").write_text(json.dumps(report, indent=2))
     return vae, report
 
@@ -187,7 +193,7 @@ def build_dataset(work: Path, vae, tokenizer, count: int, first_seed: int = 2_00
         n = min(chunk, count - start)
         frames, masks, captions = render_frames(first_seed + start, n)
         with torch.no_grad():
-            latents.append(vae.encode(to_tensor(frames)).latent_dist.mean.half())
+            latents.append(vae.encode(to_tensor(frames).to(vae.device)).latent_dist.mean.half().cpu())
         m = torch.from_numpy(masks).float()[:, None]
         masks16.append(F.avg_pool2d(m, 4).half())
         masks8.append(F.avg_pool2d(m, 8).half())
@@ -230,9 +236,10 @@ def role_weights(roles, keep: torch.Tensor, tokens: int = 77) -> tuple[torch.Ten
 
 def attention_loss(captured: list[torch.Tensor], masks: dict[int, torch.Tensor], roles, keep: torch.Tensor):
     """−log of the share of each object word's attention inside the object mask (background word: outside)."""
-    objects, backgrounds = role_weights(roles, keep)
+    device = captured[0].device if captured else None
+    objects, backgrounds = (w.to(device) for w in role_weights(roles, keep))
     count = (objects.sum() + backgrounds.sum()).clamp_min(1)
-    total = torch.zeros(())
+    total = torch.zeros((), device=device)
     for probs in captured:
         side = int(math.isqrt(probs.shape[2]))
         mask = masks[side].flatten(1).float()  # (N, Q) coverage in [0, 1]
@@ -252,12 +259,13 @@ def sample_images(unet, text_encoder, tokenizer, vae, captions, steps=25, guidan
 
     schedule = DDIMSchedule.from_scheduler(DDIMScheduler(**scheduler_config()), steps)
     with torch.no_grad():
+        device = next(unet.parameters()).device
         ids = tokenizer(list(captions) + [""], padding="max_length", max_length=77, return_tensors="pt").input_ids
-        emb = text_encoder(ids)[0]
-        z = torch.randn(len(captions), 4, 16, 16, generator=torch.Generator().manual_seed(seed))
+        emb = text_encoder(ids.to(device))[0]
+        z = torch.randn(len(captions), 4, 16, 16, generator=torch.Generator().manual_seed(seed)).to(device)
         z = sample(unet, z, schedule, emb[:-1], lambda i: emb[-1:].expand(len(captions), -1, -1),
                    torch.full((len(captions),), guidance), 1, progress=False)
-        x = vae.decode(z / vae.config.scaling_factor).sample
+        x = vae.decode(z.to(vae.device) / vae.config.scaling_factor).sample.cpu()
     return ((x.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
 
 
@@ -274,7 +282,7 @@ def t2i_accuracy(unet, text_encoder, tokenizer, vae, count=32, seed=0, steps=25)
 
 def train_unet(work: Path, vae, steps: int, data_count: int, batch: int = 32, lr: float = 5e-4,
                attn_weight: float = 0.05, ema_decay: float = 0.999, seed: int = 0, eval_every: int = 2000,
-               log_every: int = 100):
+               log_every: int = 100, device=None):
     import copy
 
     from diffusers import DDIMScheduler, UNet2DConditionModel
@@ -288,6 +296,8 @@ def train_unet(work: Path, vae, steps: int, data_count: int, batch: int = 32, lr
     text_encoder = CLIPTextModel(CLIPTextConfig(**text_encoder_config(
         len(tokenizer), tokenizer.bos_token_id, tokenizer.eos_token_id)))
     unet = UNet2DConditionModel(**unet_config())
+    device = torch.device(device or default_device())
+    unet.to(device), text_encoder.to(device)
     install_processors(unet)
     params = list(unet.parameters()) + list(text_encoder.parameters())
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
@@ -296,7 +306,7 @@ def train_unet(work: Path, vae, steps: int, data_count: int, batch: int = 32, lr
     noise_sched = DDIMScheduler(**scheduler_config())
     ckpt, start = work / "unet.pt", 0
     if ckpt.exists():
-        state = torch.load(ckpt, weights_only=False)
+        state = torch.load(ckpt, weights_only=False, map_location=device)
         unet.load_state_dict(state["unet"]), text_encoder.load_state_dict(state["text"])
         ema["unet"].load_state_dict(state["ema_unet"]), ema["text"].load_state_dict(state["ema_text"])
         opt.load_state_dict(state["opt"])
@@ -311,17 +321,17 @@ def train_unet(work: Path, vae, steps: int, data_count: int, batch: int = 32, lr
     bar = tqdm(range(start, steps), desc="unet", initial=start, total=steps, mininterval=30)
     for step in bar:
         idx = torch.randint(0, n, (batch,), generator=gen)
-        x = data["latents"][idx].float() * vae.config.scaling_factor
+        x = (data["latents"][idx].float() * vae.config.scaling_factor).to(device)
         keep = torch.rand(batch, generator=gen) > 0.1  # caption dropout: classifier-free guidance
-        ids = torch.where(keep[:, None], data["tokens"][idx], empty)
-        noise = torch.randn(x.shape, generator=gen)
-        t = torch.randint(0, 1000, (batch,), generator=gen)
+        ids = torch.where(keep[:, None], data["tokens"][idx], empty).to(device)
+        noise = torch.randn(x.shape, generator=gen).to(device)
+        t = torch.randint(0, 1000, (batch,), generator=gen).to(device)
         capture.probs = []
         emb = text_encoder(ids)[0]
         pred = unet(noise_sched.add_noise(x, noise, t), t, encoder_hidden_states=emb,
                     cross_attention_kwargs={"controller": capture}).sample
         diffusion = F.mse_loss(pred, noise)
-        masks = {k: v[idx] for k, v in data["masks"].items()}
+        masks = {k: v[idx].to(device) for k, v in data["masks"].items()}
         attn = attention_loss(capture.probs, masks, [data["roles"][i] for i in idx.tolist()], keep)
         loss = diffusion + attn_weight * attn
         opt.zero_grad(set_to_none=True)
@@ -377,7 +387,7 @@ def load_checkpoint(work: Path):
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
     tokenizer = CLIPTokenizer.from_pretrained(work / "tokenizer")
-    state = torch.load(work / "unet.pt", weights_only=False)
+    state = torch.load(work / "unet.pt", weights_only=False, map_location="cpu")
     text_encoder = CLIPTextModel(CLIPTextConfig(**text_encoder_config(
         len(tokenizer), tokenizer.bos_token_id, tokenizer.eos_token_id)))
     unet = UNet2DConditionModel(**unet_config())
@@ -398,6 +408,7 @@ def main(argv=None):
     parser.add_argument("--stage", default="all", choices=["vae", "all", "export"],
                         help="export: write --out from the last checkpoint in --work (e.g. mid-training)")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    parser.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -407,7 +418,7 @@ def main(argv=None):
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     if not (work / "vae" / "config.json").exists():
-        _, report = train_vae(work, args.vae_steps)
+        _, report = train_vae(work, args.vae_steps, device=args.device)
         print("vae:", report, f"{time.time() - t0:.0f}s")
     if args.stage == "vae":
         return
@@ -417,11 +428,12 @@ def main(argv=None):
         export(Path(args.out), vae, text_encoder, tokenizer, unet, args.overwrite)
         print(f"exported the step-{step} checkpoint to {args.out}")
         return
-    unet, text_encoder, tokenizer = train_unet(work, vae, args.unet_steps, args.data, args.batch,
-                                               attn_weight=args.attn_weight)
+    device = torch.device(args.device or default_device())
+    unet, text_encoder, tokenizer = train_unet(work, vae.to(device), args.unet_steps, args.data, args.batch,
+                                               attn_weight=args.attn_weight, device=device)
     print(f"trained in {time.time() - t0:.0f}s")
     if args.out:
-        export(Path(args.out), vae, text_encoder, tokenizer, unet, args.overwrite)
+        export(Path(args.out), vae.cpu(), text_encoder.cpu(), tokenizer, unet.cpu(), args.overwrite)
 
 
 if __name__ == "__main__":
