@@ -412,7 +412,7 @@ class TemporalSpy(Replace):
     def __call__(self, probs, layer, num_frames):
         probs = super().__call__(probs, layer, num_frames)
         if layer.kind == "temporal":
-            cond = self.conditional(probs, num_frames)
+            cond = self.conditional(probs)
             self.seen.append((self.step, (cond[1] - cond[0]).abs().max().item()))
         return probs
 

@@ -70,10 +70,10 @@ class AttentionStore:
 
     def __call__(self, probs: torch.Tensor, layer: Layer, num_frames: int) -> torch.Tensor:
         if self.records(layer, probs.shape[2]):
-            self.record(probs, num_frames)
+            self.record(probs)
         return probs
 
-    def conditional(self, probs: torch.Tensor, num_frames: int, per_frame: bool = True) -> torch.Tensor:
+    def conditional(self, probs: torch.Tensor) -> torch.Tensor:
         """The conditional half as (branches, F or positions, heads, queries, keys) — a view, edits write through."""
         halves = 2 if self.guided else 1
         rows = probs.shape[0]
@@ -83,8 +83,8 @@ class AttentionStore:
         view = probs.view(halves, self.num_branches, rows // (halves * self.num_branches), *probs.shape[1:])
         return view[-1]
 
-    def record(self, probs: torch.Tensor, num_frames: int):
-        maps = self.conditional(probs, num_frames).mean(dim=2)  # (B, F, queries, tokens), heads averaged
+    def record(self, probs: torch.Tensor):
+        maps = self.conditional(probs).mean(dim=2)  # (B, F, queries, tokens), heads averaged
         if self.num_tokens:
             maps = maps[..., : self.num_tokens]
         q = probs.shape[2]
@@ -246,7 +246,7 @@ class AttentionEdit(AttentionStore):
 
     def __call__(self, probs: torch.Tensor, layer: Layer, num_frames: int) -> torch.Tensor:
         if self.edits(layer, probs.shape[2]):
-            cond = self.conditional(probs, num_frames)
+            cond = self.conditional(probs)
             source, targets = cond[0], cond[1:]
             if layer.kind == "cross":
                 alpha = self.alpha_now.to(probs)[:, None, None, None, :]
