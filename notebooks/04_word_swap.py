@@ -133,7 +133,9 @@ if masks is not None:
 # ## 4. With and without decoupled guidance
 #
 # `decoupled=False` gives the target branch the source's optimised null embeddings as well. They were fitted so
-# that guidance reproduces the *source* prompt, so the edit is weaker. On the toy world the evaluator reads the
+# that guidance reproduces the *source* prompt, and only together with it; paired with another prompt they can pull
+# the target branch anywhere. The paper shows distorted edits without decoupling; on the toy model the target branch
+# drifts so far that the edit fails outright (look at the third row). On the toy world the evaluator reads the
 # colour of the edited object and the PSNR of the background (outside the objects) against the input.
 
 # %%

@@ -103,6 +103,16 @@ if MODEL == "toy" and VIDEO is None:
     print("attribute strength:", {w: round(float(v), 3) for w, v in zip(WEIGHTS, strength)})
 
 # %% [markdown]
+# **What the toy model shows — read the y-axis.** With the shipped toy model the stripes come out at every weight,
+# 0 included, and the measured strength moves only in the third decimal. Reweighting scales the attention paid to
+# the word's *token*, but a CLIP text encoder is causal: every token after "striped" ("circle", "bouncing", …) has
+# read it and carries some of its meaning, and the toy model — trained from scratch on captions where the pattern
+# always comes with the shape — lets those tokens paint the stripes on their own. Stable Diffusion's encoder keeps
+# more of an adjective in its own token, which is why the paper's reweighting examples work; on the toy, turning a
+# word *down* needs more than its own attention. Try reweighting the swapped word of a Replace in section 4, or
+# an earlier word, and compare.
+
+# %% [markdown]
 # ## 4. Reweighting on top of a word swap — and everything else
 #
 # The general panel of notebooks 04–05 has a **word weights** field (`word=value, …`): here a Replace edit with the

@@ -6,6 +6,7 @@ Every function returns a matplotlib ``Figure`` (shown inline in notebooks) and n
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -41,7 +42,7 @@ def video_strip(videos: dict[str, np.ndarray], frames: list[int] | None = None, 
             ax.imshow(videos[name][f])
             ax.set_xticks([]), ax.set_yticks([])
             if c == 0:
-                ax.set_ylabel(name, fontsize=9)
+                ax.set_ylabel(textwrap.fill(name, 16), fontsize=9)  # long names would overlap rows
             if r == 0:
                 ax.set_title(f"frame {f}", fontsize=8)
     if title:

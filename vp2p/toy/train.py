@@ -400,9 +400,9 @@ def main(argv=None):
     parser.add_argument("--work", default="runs/toy", help="folder for checkpoints and the cached data set")
     parser.add_argument("--out", default=None, help="where to export the model folder (e.g. vp2p/toy/model)")
     parser.add_argument("--overwrite", action="store_true", help="replace a model already in --out")
-    parser.add_argument("--vae-steps", type=int, default=3000)
-    parser.add_argument("--unet-steps", type=int, default=20000)
-    parser.add_argument("--data", type=int, default=60000, help="number of rendered training frames")
+    parser.add_argument("--vae-steps", type=int, default=1200)
+    parser.add_argument("--unet-steps", type=int, default=7000)
+    parser.add_argument("--data", type=int, default=40000, help="number of rendered training frames")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--attn-weight", type=float, default=0.05)
     parser.add_argument("--stage", default="all", choices=["vae", "all", "export"],
