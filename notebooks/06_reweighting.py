@@ -105,11 +105,10 @@ if MODEL == "toy" and VIDEO is None:
 # %% [markdown]
 # **What the toy model shows — read the y-axis.** With the shipped toy model the stripes come out at every weight,
 # 0 included, and the measured strength moves only in the third decimal. Reweighting scales the attention paid to
-# the word's *token*, but a CLIP text encoder is causal: every token after "striped" ("circle", "bouncing", …) has
-# read it and carries some of its meaning, and the toy model — trained from scratch on captions where the pattern
-# always comes with the shape — lets those tokens paint the stripes on their own. Stable Diffusion's encoder keeps
-# more of an adjective in its own token, which is why the paper's reweighting examples work; on the toy, turning a
-# word *down* needs more than its own attention. Try reweighting the swapped word of a Replace in section 4, or
+# the word's *token*. The most likely reason it does so little here: a CLIP text encoder is causal, so every token
+# after "striped" ("circle", "bouncing", …) has read it, and a toy encoder trained from scratch can leave much of
+# the pattern in those later tokens, which then paint it on their own. (We have not isolated this; the paper's
+# reweighting examples on Stable Diffusion do work.) Try reweighting the swapped word of a Replace in section 4, or
 # an earlier word, and compare.
 
 # %% [markdown]
