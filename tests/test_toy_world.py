@@ -101,3 +101,18 @@ def test_a_tiny_training_run_lowers_the_diffusion_loss(tmp_path):
     assert [row["step"] for row in log] == [10, 20, 30, 40]
     assert log[-1]["diffusion"] < 0.8 * log[0]["diffusion"]
     assert torch.load(tmp_path / "unet.pt", weights_only=False)["step"] == 40  # a checkpoint to resume from
+
+
+    # ... which exports to a folder both loaders read, with the vocabulary files every transformers version reads.
+    from diffusers import StableDiffusionPipeline
+
+    unet, text_encoder, tokenizer, step = train.load_checkpoint(tmp_path)
+    train.export(tmp_path / "model", vae, text_encoder, tokenizer, unet)
+    written = {f.name for f in (tmp_path / "model" / "tokenizer").iterdir()}
+    assert {"vocab.json", "merges.txt", "tokenizer_config.json"} <= written
+    pipe = StableDiffusionPipeline.from_pretrained(tmp_path / "model", safety_checker=None)
+    prompt = "a red circle bouncing on the grass"
+    assert pipe.tokenizer(prompt).input_ids == tokenizer(prompt).input_ids
+    assert torch.equal(pipe.unet.conv_in.weight, unet.conv_in.weight)
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        train.export(tmp_path / "model", vae, text_encoder, tokenizer, unet)

@@ -370,6 +370,8 @@ def export(out: Path, vae, text_encoder, tokenizer, unet, overwrite: bool = Fals
         raise FileExistsError(f"{out} already holds a model; pass --overwrite to replace it")
     vae.save_pretrained(out / "vae")
     text_encoder.save_pretrained(out / "text_encoder")
+    # The generated vocab.json/merges.txt first (what every transformers version reads), then tokenizer.json.
+    write_tokenizer(list(world.VOCABULARY), out / "tokenizer")
     tokenizer.save_pretrained(out / "tokenizer")
     unet.save_pretrained(out / "unet")
     DDIMScheduler(**scheduler_config()).save_pretrained(out / "scheduler")
