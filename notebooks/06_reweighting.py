@@ -105,11 +105,13 @@ if MODEL == "toy" and VIDEO is None:
 # %% [markdown]
 # **What the toy model shows — read the y-axis.** With the shipped toy model the stripes come out at every weight,
 # 0 included, and the measured strength moves only in the third decimal. Reweighting scales the attention paid to
-# the word's *token*. The most likely reason it does so little here: a CLIP text encoder is causal, so every token
-# after "striped" ("circle", "bouncing", …) has read it, and a toy encoder trained from scratch can leave much of
-# the pattern in those later tokens, which then paint it on their own. (We have not isolated this; the paper's
-# reweighting examples on Stable Diffusion do work.) Try reweighting the swapped word of a Replace in section 4, or
-# an earlier word, and compare.
+# the word's *token*, and in the toy model the pattern does not live in that token. Its CLIP text encoder is causal,
+# so every token after "striped" ("circle", "bouncing", …) has read it. We measured it (text-to-image, 24 frames
+# each): with the embedding of "striped" kept but every later token taken from the plain prompt, 0 of 24 frames come
+# out striped; with every token but "striped" carrying it, 24 of 24. Scaling the word's own attention cannot touch
+# that. (The paper's reweighting examples on Stable Diffusion do work; a toy model trained with shuffled or dropped
+# caption words would likely keep more of an adjective in its own token.) Try reweighting the swapped word of a
+# Replace in section 4, or an earlier word, and compare.
 
 # %% [markdown]
 # ## 4. Reweighting on top of a word swap — and everything else
