@@ -25,7 +25,6 @@ def test_the_shipped_model_is_small_and_in_stable_diffusion_layout():
     assert pipe.vae_scale_factor == 4 and pipe.scheduler.config.prediction_type == "epsilon"
 
 
-
 def test_the_shipped_tokenizer_files_alone_give_the_same_tokens(tmp_path):
     # vocab.json + merges.txt are what a transformers without tokenizer.json support (e.g. an older Colab) reads.
     import shutil
@@ -40,6 +39,7 @@ def test_the_shipped_tokenizer_files_alone_give_the_same_tokens(tmp_path):
     for prompt in ("a red striped circle bouncing on the grass at night", "Spider-Man on a zebra, 2026!"):
         assert files_only(prompt).input_ids == full(prompt).input_ids, prompt
     assert len(full("a red striped circle bouncing on the grass").input_ids) == 2 + 8  # one token per toy word
+
 
 def test_stable_diffusion_pipeline_paints_the_color_it_is_asked_for():
     from diffusers import StableDiffusionPipeline

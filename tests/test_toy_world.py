@@ -89,7 +89,7 @@ def test_merge_repair_makes_conflicting_words_single_tokens():
         assert apply_merges(word_symbols(word), ranks) == ["".join(word_symbols(word))]
 
 
-def test_a_tiny_training_run_lowers_the_diffusion_loss(tmp_path):
+def test_a_tiny_training_run_lowers_the_diffusion_loss_and_exports_a_loadable_model(tmp_path):
     from diffusers import AutoencoderKL
 
     from vp2p.toy import train
@@ -101,7 +101,6 @@ def test_a_tiny_training_run_lowers_the_diffusion_loss(tmp_path):
     assert [row["step"] for row in log] == [10, 20, 30, 40]
     assert log[-1]["diffusion"] < 0.8 * log[0]["diffusion"]
     assert torch.load(tmp_path / "unet.pt", weights_only=False)["step"] == 40  # a checkpoint to resume from
-
 
     # ... which exports to a folder both loaders read, with the vocabulary files every transformers version reads.
     from diffusers import StableDiffusionPipeline

@@ -280,6 +280,11 @@ def t2i_accuracy(unet, text_encoder, tokenizer, vae, count=32, seed=0, steps=25)
             for k in ("color", "shape", "background")}
 
 
+def write_toy_tokenizer(folder: Path) -> Path:
+    """The toy vocabulary's tokenizer files (vocab.json, merges.txt, config) in ``folder``; the same every time."""
+    return write_tokenizer(list(world.VOCABULARY), folder)
+
+
 def train_unet(work: Path, vae, steps: int, data_count: int, batch: int = 32, lr: float = 5e-4,
                attn_weight: float = 0.05, ema_decay: float = 0.999, seed: int = 0, eval_every: int = 2000,
                log_every: int = 100, device=None):
@@ -290,7 +295,7 @@ def train_unet(work: Path, vae, steps: int, data_count: int, batch: int = 32, lr
 
     from vp2p.attention import install_processors
 
-    tokenizer = CLIPTokenizer.from_pretrained(write_tokenizer(list(world.VOCABULARY), work / "tokenizer"))
+    tokenizer = CLIPTokenizer.from_pretrained(write_toy_tokenizer(work / "tokenizer"))
     data = build_dataset(work, vae, tokenizer, data_count)
     torch.manual_seed(seed)
     text_encoder = CLIPTextModel(CLIPTextConfig(**text_encoder_config(
@@ -371,7 +376,7 @@ def export(out: Path, vae, text_encoder, tokenizer, unet, overwrite: bool = Fals
     vae.save_pretrained(out / "vae")
     text_encoder.save_pretrained(out / "text_encoder")
     # The generated vocab.json/merges.txt first (what every transformers version reads), then tokenizer.json.
-    write_tokenizer(list(world.VOCABULARY), out / "tokenizer")
+    write_toy_tokenizer(out / "tokenizer")
     tokenizer.save_pretrained(out / "tokenizer")
     unet.save_pretrained(out / "unet")
     DDIMScheduler(**scheduler_config()).save_pretrained(out / "scheduler")
