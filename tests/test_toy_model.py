@@ -53,6 +53,27 @@ def test_stable_diffusion_pipeline_paints_the_color_it_is_asked_for():
     assert colors == ["red", "blue", "yellow"]
 
 
+@torch.no_grad()
+def test_the_pattern_is_decided_by_its_own_word_token():
+    """What reweighting needs: splice "striped" into a plain caption and the stripes come; cut it out, they go."""
+    from vp2p.toy import train
+
+    pipe = load_pipeline("toy", device="cpu")
+    tokenizer = pipe.tokenizer
+    scenes = [world.Scene(c, s, b, attribute="striped", seed=i) for i, (c, s, b) in
+              enumerate([("red", "circle", "grass"), ("blue", "square", "sand"), ("yellow", "star", "water"),
+                         ("green", "triangle", "sky"), ("white", "circle", "sand"), ("purple", "square", "grass")])]
+    ids = tokenizer([s.caption for s in scenes], padding="max_length", max_length=77, return_tensors="pt").input_ids
+    positions = train.attribute_positions(ids, tokenizer)
+    empty = pipe.encode_text("")
+    striped = {}
+    for name, kind in (("as is", 0), ("keep", 1), ("drop", 2)):
+        states = train.mixed_conditioning(pipe.text_encoder, ids, positions, torch.full((len(scenes),), kind))
+        images = train.sample_from_embeddings(pipe.unet, pipe.vae, states, empty, steps=20)
+        striped[name] = sum(read_frame(img).attribute == "striped" for img in images)
+    assert striped["as is"] >= 5 and striped["keep"] >= 5 and striped["drop"] <= 1, striped
+
+
 def test_a_reduced_toy_bench(tmp_path):
     from vp2p.toy.bench import run_bench
 
@@ -62,7 +83,11 @@ def test_a_reduced_toy_bench(tmp_path):
     assert result["t2i_color_acc"] >= 0.75 and result["t2i_background_acc"] >= 0.75
     assert result["attention_in_mask"] >= 0.5
     assert result["reconstruction_psnr"] >= 26
-    assert len(result["reweight_strengths"]) == len(result["reweight_weights"])
+    # Reweighting the added pattern word (0, 0.5, 1, 2) makes the pattern stronger, and weight 0 removes most of it
+    # (measured on this video: strengths 0.20, 0.38, 0.55, 0.77).
+    strengths = result["reweight_strengths"]
+    assert len(strengths) == len(result["reweight_weights"]) == 4
+    assert result["reweight_monotonic"] and strengths[0] < 0.5 * strengths[-1], strengths
 
 
 def test_the_demo_edits_the_video_and_writes_everything(tmp_path):

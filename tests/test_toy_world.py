@@ -5,7 +5,7 @@ import pytest
 import torch
 from transformers import CLIPTokenizer
 
-from vp2p.toy import world
+from vp2p.toy import evaluator, world
 from vp2p.toy.tokenizer import apply_merges, build_merges, word_symbols, write_tokenizer
 
 
@@ -89,6 +89,49 @@ def test_merge_repair_makes_conflicting_words_single_tokens():
         assert apply_merges(word_symbols(word), ranks) == ["".join(word_symbols(word))]
 
 
+def test_word_mix_splices_at_the_attribute_and_leaves_other_captions_alone(toy_tokenizer):
+    from vp2p.toy import train
+
+    captions = ["a red striped circle bouncing on the grass", "a blue square sliding on the sand",
+                "a pink dotted star circling in the sky"]
+    ids = toy_tokenizer(captions, padding="max_length", max_length=77, return_tensors="pt").input_ids
+    positions = train.attribute_positions(ids, toy_tokenizer)
+    assert positions.tolist() == [3, -1, 3]
+
+    # A stand-in encoder whose states say which token and which encoded row they came from.
+    def encoder(x):
+        return (torch.stack([x.float(), torch.arange(len(x))[:, None].float().expand_as(x)], -1),)
+
+    out = train.mixed_conditioning(encoder, ids, positions, torch.tensor([1, 0, 2]))
+    tokens = [toy_tokenizer.convert_ids_to_tokens(row[:9, 0].long().tolist()) for row in out]
+    rows = out[..., 1].long()
+    # keep: "striped" and everything before it from its caption (row 0), the rest from the plain twin (row 3)
+    assert " ".join(t.removesuffix("</w>") for t in tokens[0][1:9]) == "a red striped circle bouncing on the grass"
+    assert rows[0, :4].tolist() == [0] * 4 and (rows[0, 4:] == 3).all()
+    # drop: the plain twin (row 4) up to where "dotted" was, then the dotted caption's later states (row 2)
+    assert " ".join(t.removesuffix("</w>") for t in tokens[2][1:8]) == "a pink star circling in the sky"
+    assert rows[2, :3].tolist() == [4] * 3 and (rows[2, 3:] == 2).all()
+    assert torch.equal(out[1], encoder(ids)[0][1])
+
+
+def test_word_mix_rate_zero_draws_nothing_and_plain_twins_differ_only_inside_the_object():
+    from vp2p.toy import train
+
+    gen = torch.Generator().manual_seed(0)
+    state = gen.get_state()
+    plan = train.plan_word_mix(torch.tensor([3, -1, 3]), torch.tensor([True, True, True]), 0.0, gen)
+    assert plan.tolist() == [0, 0, 0] and torch.equal(gen.get_state(), state)  # the first stage's stream is kept
+    plan = train.plan_word_mix(torch.full((400,), 3), torch.ones(400, dtype=torch.bool), 0.5, gen)
+    assert 0.4 < (plan > 0).float().mean() < 0.6 and 0.4 < (plan[plan > 0] == 1).float().mean() < 0.6
+
+    scene = next(s for s in map(train.training_scene, range(train.DATA_SEED, train.DATA_SEED + 50)) if s.attribute)
+    patterned, plain = train.render_frame(scene), train.render_frame(scene.replace(attribute=None))
+    changed = np.abs(patterned.frames.astype(int) - plain.frames).sum(-1) > 0
+    assert np.array_equal(patterned.masks, plain.masks)
+    near_object = evaluator.dilate(patterned.masks, 1)  # edge pixels the object only partly covers count too
+    assert changed.any() and not changed[~near_object].any()
+
+
 def test_a_tiny_training_run_lowers_the_diffusion_loss_and_exports_a_loadable_model(tmp_path):
     from diffusers import AutoencoderKL
 
@@ -102,10 +145,19 @@ def test_a_tiny_training_run_lowers_the_diffusion_loss_and_exports_a_loadable_mo
     assert log[-1]["diffusion"] < 0.8 * log[0]["diffusion"]
     assert torch.load(tmp_path / "unet.pt", weights_only=False)["step"] == 40  # a checkpoint to resume from
 
+    # The fine-tuning stage starts from that checkpoint, splices captions, and becomes what is exported.
+    before = torch.load(tmp_path / "unet.pt", weights_only=False)["ema_unet"]["conv_in.weight"]
+    train.train_unet(tmp_path, vae, steps=5, data_count=64, batch=8, name="finetune", init=tmp_path / "unet.pt",
+                     word_mix=1.0, eval_every=10**9, log_every=5)
+    tuned = torch.load(tmp_path / "finetune.pt", weights_only=False)
+    assert tuned["step"] == 5
+    assert 0 < (tuned["ema_unet"]["conv_in.weight"] - before).abs().max() < 0.01  # moved on from it, not restarted
+
     # ... which exports to a folder both loaders read, with the vocabulary files every transformers version reads.
     from diffusers import StableDiffusionPipeline
 
     unet, text_encoder, tokenizer, step = train.load_checkpoint(tmp_path)
+    assert step == 5  # the latest stage
     train.export(tmp_path / "model", vae, text_encoder, tokenizer, unet)
     written = {f.name for f in (tmp_path / "model" / "tokenizer").iterdir()}
     assert {"vocab.json", "merges.txt", "tokenizer_config.json"} <= written

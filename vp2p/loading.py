@@ -9,6 +9,7 @@ SD 1.x (epsilon) and SD 2.x (v-prediction) folders both work: the scheduler conf
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -133,6 +134,21 @@ class Pipeline:
         return torch.cat(frames).numpy()
 
 
+@contextmanager
+def quiet_local_loading(local: bool):
+    """Hide transformers' "Loading weights" bar for a local folder (it flashes by); keep download bars for hub ids."""
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    if local:
+        hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if local and was_enabled:
+            hf_logging.enable_progress_bar()
+
+
 def load_pipeline(model: str | os.PathLike = TOY, device=None, dtype=None) -> Pipeline:
     """Load 'toy', a local diffusers Stable Diffusion folder or a hub id, on ``device`` in ``dtype``.
 
@@ -152,16 +168,17 @@ def load_pipeline(model: str | os.PathLike = TOY, device=None, dtype=None) -> Pi
 
     # As the official Video-P2P: deterministic DDIM, no clipping, ᾱ_final = ᾱ_0.
     scheduler = load(DDIMScheduler, "scheduler", clip_sample=False, set_alpha_to_one=False)
-    pipe = Pipeline(
-        vae=load(AutoencoderKL, "vae", torch_dtype=dtype).to(device).eval(),
-        text_encoder=load(CLIPTextModel, "text_encoder", torch_dtype=dtype).to(device).eval(),
-        tokenizer=load(CLIPTokenizer, "tokenizer"),
-        unet=load(UNet2DConditionModel, "unet", torch_dtype=dtype).to(device).eval(),
-        scheduler=scheduler,
-        device=device,
-        dtype=dtype,
-        name=str(model),
-    )
+    with quiet_local_loading(Path(source).exists()):
+        pipe = Pipeline(
+            vae=load(AutoencoderKL, "vae", torch_dtype=dtype).to(device).eval(),
+            text_encoder=load(CLIPTextModel, "text_encoder", torch_dtype=dtype).to(device).eval(),
+            tokenizer=load(CLIPTokenizer, "tokenizer"),
+            unet=load(UNet2DConditionModel, "unet", torch_dtype=dtype).to(device).eval(),
+            scheduler=scheduler,
+            device=device,
+            dtype=dtype,
+            name=str(model),
+        )
     for module in (pipe.vae, pipe.text_encoder, pipe.unet):
         module.requires_grad_(False)
     return pipe

@@ -8,6 +8,9 @@ Stages (each checkpointed in ``--work`` and resumed when run again):
 3. ``unet``: the UNet and the CLIP text encoder, trained together on noise prediction. An extra loss asks each
    object word's cross-attention to fall inside the object's mask: Stable Diffusion learned localized attention
    from billions of images; our tiny model gets it from the masks the toy world knows (see README, "Toy world").
+   ``finetune``: a second, shorter run from the first one's weights that splices some captions with an attribute
+   with their attribute-free twin, so that the attribute's own token decides the pattern (what prompt-to-prompt
+   reweighting needs; see "word mixing" below).
 4. ``export``: the folder ``StableDiffusionPipeline.from_pretrained`` and ``vp2p.load_pipeline`` read.
 """
 
@@ -91,15 +94,26 @@ def scheduler_config() -> dict:
 # ---------------------------------------------------------------- data
 
 
-def render_frames(first_seed: int, count: int, attribute_rate=0.35, style_rate=0.15):
+DATA_SEED = 2_000_000  # first seed of the cached training frames (the VAE's frames start at 1M)
+
+
+def training_scene(seed: int) -> world.Scene:
+    """The scene behind training frame ``seed``: a third with a pattern, some at night."""
+    return world.random_scene(seed, attribute_rate=0.35, style_rate=0.15)
+
+
+def render_frame(scene: world.Scene) -> world.ToyVideo:
+    """The one frame of ``scene`` that training uses (the frame index varies with the seed)."""
+    return world.render(scene, indices=[scene.seed % 8])
+
+
+def render_frames(first_seed: int, count: int):
     """``count`` single frames of random scenes (seeds first_seed…): uint8 frames, bool masks, captions."""
     frames = np.empty((count, IMAGE_SIZE, IMAGE_SIZE, 3), np.uint8)
     masks = np.empty((count, IMAGE_SIZE, IMAGE_SIZE), bool)
     captions = []
     for i in range(count):
-        seed = first_seed + i
-        scene = world.random_scene(seed, attribute_rate, style_rate)
-        video = world.render(scene, indices=[seed % 8])
+        video = render_frame(training_scene(first_seed + i))
         frames[i], masks[i] = video.frames[0], video.masks[0]
         captions.append(video.caption)
     return frames, masks, captions
@@ -183,7 +197,7 @@ def word_roles(caption: str) -> tuple[list[int], list[int]]:
             [i + 1 for i, w in enumerate(words) if w in BACKGROUND_WORDS])
 
 
-def build_dataset(work: Path, vae, tokenizer, count: int, first_seed: int = 2_000_000, chunk: int = 512):
+def build_dataset(work: Path, vae, tokenizer, count: int, first_seed: int = DATA_SEED, chunk: int = 512):
     """Render ``count`` frames, encode them once, and keep latents, masks at 16 and 8 px, tokens and roles."""
     path = work / f"data_{count}.pt"
     if path.exists():
@@ -250,21 +264,89 @@ def attention_loss(captured: list[torch.Tensor], masks: dict[int, torch.Tensor],
     return total / (count * max(len(captured), 1))
 
 
+# Prompt-to-prompt reweighting scales ONE word's attention, so it only acts if that word's own token carries the
+# word's meaning. A causal text encoder trained from scratch passes an adjective on to the tokens after it (measured
+# on the 7000-step model: the pattern lived there, not in "striped"). The fine-tuning stage therefore splices some
+# captions that have an attribute with the same caption without it, at the attribute's position:
+#   keep: the attribute's token, then the plain caption's later tokens          -> the patterned frame;
+#   drop: the plain caption up to the attribute, then the patterned caption's later tokens -> the plain frame;
+# so whether the pattern is drawn is decided by the attribute's own token.
+
+
+def attribute_positions(ids: torch.Tensor, tokenizer) -> torch.Tensor:
+    """(N,) position of each caption's attribute token, −1 where it has none (toy captions have at most one)."""
+    attribute_ids = torch.tensor([tokenizer.convert_tokens_to_ids(w + "</w>") for w in world.ATTRIBUTES])
+    found = torch.isin(ids, attribute_ids)
+    return torch.where(found.any(1), found.int().argmax(1), torch.full_like(ids[:, 0], -1))
+
+
+def without_token(ids: torch.Tensor, position: int) -> torch.Tensor:
+    """The token row with one token removed (the last token repeats to keep the length)."""
+    return torch.cat([ids[:position], ids[position + 1:], ids[-1:]])
+
+
+def splice(first: torch.Tensor, until: int, second: torch.Tensor, since: int) -> torch.Tensor:
+    """Hidden states first[:until] then second[since:], padded with second's last state to first's length."""
+    length = first.shape[0]
+    tail = second[since:since + length - until]
+    pad = length - until - tail.shape[0]
+    return torch.cat([first[:until], tail, second[-1:].expand(pad, -1)])
+
+
+def plan_word_mix(positions: torch.Tensor, eligible: torch.Tensor, rate: float, gen) -> torch.Tensor:
+    """(N,) 0: caption as is, 1: keep-splice, 2: drop-splice; a share ``rate`` of the captions with an attribute."""
+    if rate <= 0:  # draw nothing: the first stage's random stream stays that of the shipped run
+        return torch.zeros_like(positions)
+    mixed = eligible & (positions >= 0) & (torch.rand(positions.shape, generator=gen) < rate)
+    kind = 1 + (torch.rand(positions.shape, generator=gen) < 0.5).long()
+    return torch.where(mixed, kind, torch.zeros_like(kind))
+
+
+def mixed_conditioning(text_encoder, ids: torch.Tensor, positions: torch.Tensor, plan: torch.Tensor) -> torch.Tensor:
+    """Encode the captions and splice the planned ones with their attribute-free twins (see above)."""
+    rows = plan.nonzero().flatten().tolist()
+    plain = [without_token(ids[i], int(positions[i])) for i in rows]
+    emb = text_encoder(torch.cat([ids, torch.stack(plain)]) if rows else ids)[0]
+    out, twins = list(emb[:len(ids)]), emb[len(ids):]
+    for twin, i in zip(twins, rows):
+        k = int(positions[i])
+        out[i] = splice(out[i], k + 1, twin, k) if plan[i] == 1 else splice(twin, k, out[i], k + 1)
+    return torch.stack(out)
+
+
+def plain_latents(indices: list[int], vae, first_seed: int = DATA_SEED) -> torch.Tensor:
+    """Latents of training frames re-rendered without their attribute (same seed: same place, size, texture)."""
+    scenes = [training_scene(first_seed + i) for i in indices]
+    frames = np.stack([render_frame(s.replace(attribute=None)).frames[0] for s in scenes])
+    with torch.no_grad():
+        return vae.encode(to_tensor(frames).to(vae.device)).latent_dist.mean * vae.config.scaling_factor
+
+
 def sample_images(unet, text_encoder, tokenizer, vae, captions, steps=25, guidance=7.5, seed=0):
     """Text-to-image with the toy model (DDIM, classifier-free guidance): uint8 (N, 64, 64, 3)."""
-    from diffusers import DDIMScheduler
-
-    from vp2p.ddim import DDIMSchedule
-    from vp2p.sampling import sample
-
-    schedule = DDIMSchedule.from_scheduler(DDIMScheduler(**scheduler_config()), steps)
     with torch.no_grad():
         device = next(unet.parameters()).device
         ids = tokenizer(list(captions) + [""], padding="max_length", max_length=77, return_tensors="pt").input_ids
         emb = text_encoder(ids.to(device))[0]
-        z = torch.randn(len(captions), 4, 16, 16, generator=torch.Generator().manual_seed(seed)).to(device)
-        z = sample(unet, z, schedule, emb[:-1], lambda i: emb[-1:].expand(len(captions), -1, -1),
-                   torch.full((len(captions),), guidance), 1, progress=False)
+    return sample_from_embeddings(unet, vae, emb[:-1], emb[-1:], steps, guidance, seed)
+
+
+def sample_from_embeddings(unet, vae, conditioning, unconditional, steps=25, guidance=7.5, seed=0):
+    """Text-to-image from text-encoder states (N, 77, C) and the empty prompt's (1, 77, C): uint8 (N, 64, 64, 3)."""
+    from diffusers import DDIMScheduler
+
+    from vp2p.ddim import DDIMSchedule
+    from vp2p.probes import use_vp2p_processors
+    from vp2p.sampling import sample
+
+    use_vp2p_processors(unet)  # the sampling loop passes num_frames, which diffusers' own processors reject
+    schedule = DDIMSchedule.from_scheduler(DDIMScheduler(**scheduler_config()), steps)
+    n = len(conditioning)
+    with torch.no_grad():
+        device = next(unet.parameters()).device
+        z = torch.randn(n, 4, 16, 16, generator=torch.Generator().manual_seed(seed)).to(device)
+        z = sample(unet, z, schedule, conditioning, lambda i: unconditional.expand(n, -1, -1),
+                   torch.full((n,), guidance), 1, progress=False)
         x = vae.decode(z.to(vae.device) / vae.config.scaling_factor).sample.cpu()
     return ((x.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
 
@@ -287,7 +369,13 @@ def write_toy_tokenizer(folder: Path) -> Path:
 
 def train_unet(work: Path, vae, steps: int, data_count: int, batch: int = 32, lr: float = 5e-4,
                attn_weight: float = 0.05, ema_decay: float = 0.999, seed: int = 0, eval_every: int = 2000,
-               log_every: int = 100, device=None):
+               log_every: int = 100, device=None, name: str = "unet", init: Path | None = None,
+               word_mix: float = 0.0):
+    """Train (or resume, from ``work/<name>.pt``) the UNet and text encoder; returns the EMA models and tokenizer.
+
+    ``init``: a checkpoint whose weights this stage starts from (the fine-tuning stage starts from ``unet.pt``).
+    ``word_mix``: share of the captions with an attribute that are spliced with their plain twin (see above).
+    """
     import copy
 
     from diffusers import DDIMScheduler, UNet2DConditionModel
@@ -309,11 +397,12 @@ def train_unet(work: Path, vae, steps: int, data_count: int, batch: int = 32, lr
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.03)
     ema = {"unet": copy.deepcopy(unet).requires_grad_(False), "text": copy.deepcopy(text_encoder).requires_grad_(False)}
     noise_sched = DDIMScheduler(**scheduler_config())
-    ckpt, start = work / "unet.pt", 0
-    if ckpt.exists():
-        state = torch.load(ckpt, weights_only=False, map_location=device)
+    ckpt, start = work / f"{name}.pt", 0
+    if ckpt.exists() or init is not None:
+        state = torch.load(ckpt if ckpt.exists() else init, weights_only=False, map_location=device)
         unet.load_state_dict(state["unet"]), text_encoder.load_state_dict(state["text"])
         ema["unet"].load_state_dict(state["ema_unet"]), ema["text"].load_state_dict(state["ema_text"])
+    if ckpt.exists():
         opt.load_state_dict(state["opt"])
         start = state["step"]
         for _ in range(start):  # the learning-rate schedule of *this* run's length (it may have changed)
@@ -322,22 +411,28 @@ def train_unet(work: Path, vae, steps: int, data_count: int, batch: int = 32, lr
     capture = AttentionCapture({256, 64})
     gen = torch.Generator().manual_seed(seed + start)
     n = data["latents"].shape[0]
-    log = open(work / "unet_log.jsonl", "a")
-    bar = tqdm(range(start, steps), desc="unet", initial=start, total=steps, mininterval=30)
+    log = open(work / f"{name}_log.jsonl", "a")
+    bar = tqdm(range(start, steps), desc=name, initial=start, total=steps, mininterval=30)
     for step in bar:
         idx = torch.randint(0, n, (batch,), generator=gen)
         x = (data["latents"][idx].float() * vae.config.scaling_factor).to(device)
         keep = torch.rand(batch, generator=gen) > 0.1  # caption dropout: classifier-free guidance
-        ids = torch.where(keep[:, None], data["tokens"][idx], empty).to(device)
+        ids = torch.where(keep[:, None], data["tokens"][idx], empty)
+        positions = attribute_positions(ids, tokenizer)
+        plan = plan_word_mix(positions, keep, word_mix, gen)
+        dropped = (plan == 2).nonzero().flatten()
+        if len(dropped):  # drop-splices must show the frame without its pattern
+            x[dropped] = plain_latents(idx[dropped].tolist(), vae).to(device)
         noise = torch.randn(x.shape, generator=gen).to(device)
         t = torch.randint(0, 1000, (batch,), generator=gen).to(device)
         capture.probs = []
-        emb = text_encoder(ids)[0]
+        emb = mixed_conditioning(text_encoder, ids.to(device), positions, plan)
         pred = unet(noise_sched.add_noise(x, noise, t), t, encoder_hidden_states=emb,
                     cross_attention_kwargs={"controller": capture}).sample
         diffusion = F.mse_loss(pred, noise)
         masks = {k: v[idx].to(device) for k, v in data["masks"].items()}
-        attn = attention_loss(capture.probs, masks, [data["roles"][i] for i in idx.tolist()], keep)
+        # spliced captions' token positions no longer match their words: no attention target for them
+        attn = attention_loss(capture.probs, masks, [data["roles"][i] for i in idx.tolist()], keep & (plan == 0))
         loss = diffusion + attn_weight * attn
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -345,8 +440,8 @@ def train_unet(work: Path, vae, steps: int, data_count: int, batch: int = 32, lr
         opt.step()
         sched.step()
         with torch.no_grad():
-            for name, model in (("unet", unet), ("text", text_encoder)):
-                torch._foreach_lerp_(list(ema[name].parameters()), list(model.parameters()), 1 - ema_decay)
+            for part, model in (("unet", unet), ("text", text_encoder)):
+                torch._foreach_lerp_(list(ema[part].parameters()), list(model.parameters()), 1 - ema_decay)
         if (step + 1) % log_every == 0:
             bar.set_postfix(diff=f"{diffusion.item():.4f}", attn=f"{attn.item():.3f}")
             log.write(json.dumps({"step": step + 1, "diffusion": diffusion.item(), "attention": attn.item()}) + "\n")
@@ -388,13 +483,17 @@ def export(out: Path, vae, text_encoder, tokenizer, unet, overwrite: bool = Fals
     (out / "model_index.json").write_text(json.dumps(index, indent=2))
 
 
-def load_checkpoint(work: Path):
-    """The EMA UNet, text encoder and tokenizer from ``work/unet.pt`` (to export a model mid-training)."""
+def load_checkpoint(work: Path, name: str | None = None):
+    """The EMA UNet, text encoder and tokenizer of a checkpoint in ``work`` (to export a model mid-training).
+
+    ``name``: "unet" or "finetune"; by default the latest stage that has one.
+    """
     from diffusers import UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
+    name = name or ("finetune" if (work / "finetune.pt").exists() else "unet")
     tokenizer = CLIPTokenizer.from_pretrained(work / "tokenizer")
-    state = torch.load(work / "unet.pt", weights_only=False, map_location="cpu")
+    state = torch.load(work / f"{name}.pt", weights_only=False, map_location="cpu")
     text_encoder = CLIPTextModel(CLIPTextConfig(**text_encoder_config(
         len(tokenizer), tokenizer.bos_token_id, tokenizer.eos_token_id)))
     unet = UNet2DConditionModel(**unet_config())
@@ -409,6 +508,11 @@ def main(argv=None):
     parser.add_argument("--overwrite", action="store_true", help="replace a model already in --out")
     parser.add_argument("--vae-steps", type=int, default=1200)
     parser.add_argument("--unet-steps", type=int, default=7000)
+    parser.add_argument("--finetune-steps", type=int, default=4000,
+                        help="second UNet stage, with word mixing (0: skip it)")
+    parser.add_argument("--finetune-lr", type=float, default=2e-4)
+    parser.add_argument("--word-mix", type=float, default=0.5,
+                        help="fine-tuning: share of captions with an attribute spliced with their plain twin")
     parser.add_argument("--data", type=int, default=40000, help="number of rendered training frames")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--attn-weight", type=float, default=0.05)
@@ -438,6 +542,10 @@ def main(argv=None):
     device = torch.device(args.device or default_device())
     unet, text_encoder, tokenizer = train_unet(work, vae.to(device), args.unet_steps, args.data, args.batch,
                                                attn_weight=args.attn_weight, device=device)
+    if args.finetune_steps:
+        unet, text_encoder, tokenizer = train_unet(
+            work, vae, args.finetune_steps, args.data, args.batch, lr=args.finetune_lr, attn_weight=args.attn_weight,
+            seed=1, device=device, name="finetune", init=work / "unet.pt", word_mix=args.word_mix)
     print(f"trained in {time.time() - t0:.0f}s")
     if args.out:
         export(Path(args.out), vae.cpu(), text_encoder.cpu(), tokenizer, unet.cpu(), args.overwrite)
