@@ -115,7 +115,7 @@ steps.show()
 # %% [markdown]
 # ## 3. Blend masks: per frame, and over the steps
 #
-# `Edit.blend_masks` holds the mask of every branch and frame at every step where blending happened
+# `EditResult.blend_masks` holds the mask of every branch and frame at every step where blending happened
 # (steps × branches × frames × h × w, at latent resolution). The target's mask is the union of the source's and its
 # own: the region where either the old or the new object is.
 

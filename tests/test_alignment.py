@@ -147,8 +147,8 @@ def test_refinement_with_an_inserted_word(tok):
     source = "a red circle on the grass"  # BOS=0 a=1 red=2 circle=3 on=4 the=5 grass=6 EOS=7 pad=8…
     target = "a red striped circle on the grass"  # BOS=0 a=1 red=2 striped=3 circle=4 … grass=7 EOS=8 pad=9…
     mapper, alphas = refinement_mapper(source, target, tok, MAX_LEN)
-    # target j: 0 1 2 3(new) 4 5 6 7 | EOS 8 and padding 9…76 from source 7…75
-    expected = torch.tensor([0, 1, 2, 0, 3, 4, 5, 6] + list(range(7, 7 + MAX_LEN - 8)))
+    # target j: 0 1 2 3(new) 4 5 6 7, EOS 8 ← source EOS 7; past the prompt, as the official code, j ← j
+    expected = torch.tensor([0, 1, 2, 0, 3, 4, 5, 6, 7] + list(range(9, MAX_LEN)))
     expected_alphas = torch.ones(MAX_LEN)
     expected_alphas[3] = 0  # "striped" keeps its own map
     assert torch.equal(mapper, expected)
@@ -159,9 +159,8 @@ def test_refinement_with_a_removed_word(tok):
     source = "a red striped circle on the grass"  # striped at 3, EOS at 8
     target = "a red circle on the grass"  # EOS at 7
     mapper, alphas = refinement_mapper(source, target, tok, MAX_LEN)
-    # target: BOS a red take 0 1 2, circle on the grass take 4 5 6 7, EOS 7 ← 8 and padding after it; the source
-    # padding runs out at 76, so the last target position repeats it.
-    expected = torch.tensor([0, 1, 2, 4, 5, 6, 7] + [min(8 + k, 76) for k in range(MAX_LEN - 7)])
+    # target: BOS a red take 0 1 2, circle on the grass take 4 5 6 7, EOS 7 ← 8; past the prompt j ← j (official)
+    expected = torch.tensor([0, 1, 2, 4, 5, 6, 7, 8] + list(range(8, MAX_LEN)))
     assert torch.equal(mapper, expected)
     assert torch.equal(alphas, torch.ones(MAX_LEN))
 
@@ -204,6 +203,12 @@ def test_align_deletion():
     # source token 1 (at position 1) disappears; target tokens point past it
     assert align_sequences([0, 1, 2, 3], [0, 2, 3]) == [0, 2, 3]
     assert align_sequences([0, 1, 2, 3], []) == []
+
+
+def test_align_ties_prefer_a_gap_as_the_official_aligner():
+    # two optimal alignments of [1, 2] in [1, 2, 1, 2]: the official trace (insertion first) keeps the first pair
+    assert align_sequences([1, 2], [1, 2, 1, 2]) == [0, 1, None, None]
+    assert align_sequences([3, 3], [3]) == [0]
 
 
 def test_align_substitution():

@@ -12,7 +12,8 @@ import torch
 from transformers import CLIPTokenizer
 
 from vp2p.attention import Layer
-from vp2p.controllers import AttentionStore, LocalBlend, Refine, Replace, Reweight, cross_replace_alpha, step_window
+from vp2p.controllers import (AttentionEdit, AttentionStore, LocalBlend, cross_replace_alpha, Refinement, Replacement,
+                              Reweighting, step_window)
 
 CROSS_DOWN = Layer("down_blocks.0.attentions.0.transformer_blocks.0.block.attn2", "cross", "down")
 CROSS_UP = Layer("up_blocks.1.attentions.0.transformer_blocks.0.block.attn2", "cross", "up")
@@ -143,6 +144,16 @@ def test_cross_alpha_window(tok):
     assert step_window(1.0, 10) == (0, 10)
 
 
+def test_window_edges_follow_the_official_code(tok):
+    # Official: cross-attention windows on N + 1 rows (edge int(f·(N + 1))), self-attention windows on N.
+    # With N = 25 and f = 0.5 these differ: cross-attention is injected for 13 steps, temporal attention for 12.
+    alpha = cross_replace_alpha(PROMPTS, 25, 0.5, tok, 77)
+    assert alpha.shape == (25, 1, 77) and alpha[:, 0, 0].tolist() == [1.0] * 13 + [0.0] * 12
+    assert cross_replace_alpha(PROMPTS, 50, 0.2, tok, 77)[:, 0, 5].sum() == 10  # the defaults: 10 of 50 steps
+    ctrl = AttentionEdit(Replacement(torch.eye(77)[None]), alpha, self_replace_steps=0.5)
+    assert ctrl.self_window == (0, 12)
+
+
 def test_cross_alpha_per_word(tok):
     alpha = cross_replace_alpha(PROMPTS, 10, {"default_": 0.2, "blue": 0.6}, tok, 77)
     assert torch.equal(alpha[:, 0, 2], torch.tensor([1.0] * 6 + [0.0] * 4))  # blue: its own window
@@ -185,7 +196,7 @@ def rows(probs, half, branch):
 
 
 def test_replace_injects_mapped_source_maps_into_the_conditional_target_only():
-    ctrl = started(Replace(MAPPER[None], torch.ones(2, 1, TOKENS), self_replace_steps=0.0), 2)
+    ctrl = started(AttentionEdit(Replacement(MAPPER[None]), torch.ones(2, 1, TOKENS), self_replace_steps=0.0), 2)
     ctrl.begin_step(0)
     probs = random_probs(2 * B * F, 16, TOKENS, seed=0)
     out = ctrl(probs.clone(), CROSS_DOWN, F)
@@ -200,7 +211,7 @@ def test_replace_injects_mapped_source_maps_into_the_conditional_target_only():
 def test_replace_with_token_alpha_and_outside_the_window():
     alpha = torch.zeros(3, 1, TOKENS)
     alpha[0, 0, [2, 3]] = 1  # step 0: only tokens 2 and 3 injected; steps 1, 2: nothing
-    ctrl = started(Replace(MAPPER[None], alpha, self_replace_steps=0.0), 3)
+    ctrl = started(AttentionEdit(Replacement(MAPPER[None]), alpha, self_replace_steps=0.0), 3)
     probs = random_probs(2 * B * F, 16, TOKENS, seed=1)
     ctrl.begin_step(0)
     out = ctrl(probs.clone(), CROSS_DOWN, F)
@@ -217,7 +228,7 @@ def test_replace_with_token_alpha_and_outside_the_window():
 def test_refine_takes_aligned_tokens_and_keeps_new_ones():
     mapper = torch.tensor([[0, 1, 2, 0, 3, 4]])  # target token 3 is new ("striped"): alpha 0
     alphas = torch.tensor([[1.0, 1, 1, 0, 1, 1]])
-    ctrl = started(Refine(mapper, alphas, torch.ones(1, 1, TOKENS), self_replace_steps=0.0), 1)
+    ctrl = started(AttentionEdit(Refinement(mapper, alphas), torch.ones(1, 1, TOKENS), self_replace_steps=0.0), 1)
     ctrl.begin_step(0)
     probs = random_probs(2 * B * F, 16, TOKENS, seed=2)
     out = ctrl(probs.clone(), CROSS_DOWN, F)
@@ -238,24 +249,24 @@ def test_reweight_one_is_the_base_and_two_doubles_one_column_in_the_window():
         controller.begin_step(step)
         return controller(probs.clone(), CROSS_DOWN, F)
 
-    base = Replace(MAPPER[None], alpha, self_replace_steps=0.0)
-    plain = run(Replace(MAPPER[None], alpha, self_replace_steps=0.0), 0)
-    ones = run(Reweight(torch.ones(1, TOKENS), alpha, base=base, self_replace_steps=0.0), 0)
+    base = Replacement(MAPPER[None])
+    plain = run(AttentionEdit(Replacement(MAPPER[None]), alpha, self_replace_steps=0.0), 0)
+    ones = run(AttentionEdit(Reweighting(torch.ones(1, TOKENS), base=base), alpha, self_replace_steps=0.0), 0)
     assert torch.equal(ones, plain)
 
     eq = torch.ones(1, TOKENS)
     eq[0, 4] = 2.0
-    doubled = run(Reweight(eq, alpha, base=base, self_replace_steps=0.0), 0)
+    doubled = run(AttentionEdit(Reweighting(eq, base=base), alpha, self_replace_steps=0.0), 0)
     assert torch.allclose(rows(doubled, 1, 1)[..., 4], 2 * rows(plain, 1, 1)[..., 4], rtol=1e-6, atol=0)
     keep = [0, 1, 2, 3, 5]
     assert torch.equal(rows(doubled, 1, 1)[..., keep], rows(plain, 1, 1)[..., keep])
     assert torch.equal(rows(doubled, 1, 0), rows(probs, 1, 0))
     # outside the window nothing is reweighted
-    assert torch.equal(run(Reweight(eq, alpha, base=base, self_replace_steps=0.0), 1), probs)
+    assert torch.equal(run(AttentionEdit(Reweighting(eq, base=base), alpha, self_replace_steps=0.0), 1), probs)
 
 
 def test_controller_made_for_other_prompts_or_steps_refuses_to_start():
-    ctrl = Replace(MAPPER[None], torch.ones(4, 1, TOKENS))
+    ctrl = AttentionEdit(Replacement(MAPPER[None]), torch.ones(4, 1, TOKENS))
     with pytest.raises(ValueError, match="remake"):
         ctrl.start((4, 4), num_branches=3, guided=True, num_steps=4)
     with pytest.raises(ValueError, match="remake"):
@@ -267,7 +278,7 @@ def test_controller_made_for_other_prompts_or_steps_refuses_to_start():
 def test_temporal_maps_are_replaced_only_inside_self_replace_steps():
     positions, frames = 16, 3
     # 5 steps, window (0.2, 0.6) -> steps 1 and 2; no cross-attention injection at all
-    ctrl = Replace(MAPPER[None], torch.zeros(5, 1, TOKENS), self_replace_steps=(0.2, 0.6))
+    ctrl = AttentionEdit(Replacement(MAPPER[None]), torch.zeros(5, 1, TOKENS), self_replace_steps=(0.2, 0.6))
     started(ctrl, 5)
     probs = random_probs(2 * B * positions, frames, frames, seed=4)  # (videos·positions, heads, F, F)
     half = B * positions
@@ -289,7 +300,7 @@ def test_temporal_maps_are_replaced_only_inside_self_replace_steps():
 
 
 def test_frame_attention_replacement_only_at_low_resolution():
-    ctrl = started(Replace(MAPPER[None], torch.zeros(2, 1, TOKENS), self_replace_steps=1.0,
+    ctrl = started(AttentionEdit(Replacement(MAPPER[None]), torch.zeros(2, 1, TOKENS), self_replace_steps=1.0,
                            self_attention="frame"), 2, latent=(4, 4))
     ctrl.begin_step(0)
     assert not ctrl.wants(TEMPORAL, 3)
@@ -399,8 +410,8 @@ def test_store_on_the_tiny_unet(video_pipe):
     assert (store.maps(8)[0] - store.maps(8)[1]).abs().max() > 5e-4  # measured 2e-3
 
 
-class TemporalSpy(Replace):
-    """Replace that also looks at every temporal attention, edited or not, after its edit."""
+class TemporalSpy(AttentionEdit):
+    """An edit that also looks at every temporal attention, edited or not, after its edit."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -418,7 +429,7 @@ class TemporalSpy(Replace):
 
 
 def test_temporal_injection_on_the_tiny_unet(video_pipe):
-    spy = TemporalSpy(torch.eye(77)[None], torch.zeros(4, 1, 77), self_replace_steps=0.5)  # steps 0, 1
+    spy = TemporalSpy(Replacement(torch.eye(77)[None]), torch.zeros(4, 1, 77), self_replace_steps=0.5)  # steps 0, 1
     run_two_branches(video_pipe, spy, num_steps=4)
     by_step = {s: [d for step, d in spy.seen if step == s] for s in range(4)}
     assert all(len(v) == 7 for v in by_step.values())  # 7 transformer blocks, each with a temporal attention

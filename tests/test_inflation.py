@@ -5,7 +5,8 @@ import torch
 
 from tiny import tiny_unet
 from vp2p.attention import install_processors
-from vp2p.inflation import inflate_unet, trainable_parameters
+from vp2p.inflation import (VideoGroupNorm, group_norm_of, inflate_unet, inflation_options, restore_base_weights,
+                            trainable_parameters)
 
 F = 4
 
@@ -41,7 +42,10 @@ def test_first_and_previous_frame_keys_also_preserve_identical_frames(pair):
 
 
 def test_frame_i_ignores_frames_other_than_0_and_itself(pair):
-    _, video, context = pair
+    # Frame attention alone: with per-frame GroupNorm nothing else connects the frames while the temporal
+    # attention's output is zero.
+    image, _, context = pair
+    video = inflate_unet(copy.deepcopy(image), group_norm="frame").eval()
     torch.manual_seed(2)
     latents = torch.randn(F, 4, 16, 16)
     changed = latents.clone()
@@ -98,3 +102,93 @@ def test_our_processors_match_diffusers_attention(pair):
     install_processors(ours)
     latents = torch.randn(2, 4, 16, 16)
     assert (run(ours, latents, context[:2]) - run(image, latents, context[:2])).abs().max().item() <= 1e-5
+
+
+# -- video GroupNorm (the official model's third channel between frames) ------------------------------------------
+
+def test_video_group_norm_replaces_the_resnet_and_output_norms_only(pair):
+    image, video, _ = pair
+    replaced = sorted(n for n, m in video.named_modules() if isinstance(m, VideoGroupNorm))
+    resnets = sorted(n for n, _ in image.named_modules() if n.endswith((".norm1", ".norm2")) and "resnets" in n)
+    assert replaced == sorted(resnets + ["conv_norm_out"]) and len(resnets) == 2 * 8  # 1 + 1 down, 2 mid, 2 + 2 up
+    # the transformer blocks' input GroupNorm stays per frame, as in the official model
+    assert all(type(m) is torch.nn.GroupNorm for n, m in video.named_modules() if n.endswith("attentions.0.norm"))
+    norm_names = {n for n in image.state_dict() if "norm1" in n and "resnets" in n or "conv_norm_out" in n}
+    assert len(norm_names) == 2 * 8 + 2 and norm_names <= set(video.state_dict())  # the weights keep their names
+    assert group_norm_of(video) == "video" and inflation_options(video) == {"frame_keys": "first", "group_norm": "video"}
+
+
+def hand_group_norm(x, groups, weight, bias, eps, frames):
+    """GroupNorm over (channels of a group, frames, h, w) per video, written out."""
+    v = x.shape[0] // frames
+    c = x.shape[1]
+    grouped = x.reshape(v, frames, groups, c // groups, *x.shape[2:])
+    mean = grouped.mean(dim=(1, 3, 4, 5), keepdim=True)
+    var = grouped.var(dim=(1, 3, 4, 5), keepdim=True, unbiased=False)
+    normed = ((grouped - mean) / (var + eps).sqrt()).reshape(x.shape)
+    return normed * weight[None, :, None, None] + bias[None, :, None, None]
+
+
+def test_video_group_norm_pools_the_frames_of_each_video_and_never_across_videos():
+    from vp2p.inflation import FrameCount
+
+    torch.manual_seed(0)
+    plain = torch.nn.GroupNorm(4, 16)
+    with torch.no_grad():
+        plain.weight.normal_(), plain.bias.normal_()
+    frames = FrameCount()
+    frames.value = 3
+    norm = VideoGroupNorm(plain, frames)
+    assert norm.weight is plain.weight
+    x = torch.randn(2 * 3, 16, 5, 5) * torch.arange(1, 7)[:, None, None, None]  # frames of different scale
+    expected = hand_group_norm(x, 4, plain.weight, plain.bias, plain.eps, 3)
+    assert (norm(x) - expected).abs().max() <= 1e-5
+    assert (norm(x) - plain(x)).abs().max() > 0.1  # not what per-frame statistics give
+    # the second video (rows 3-5) cannot change the first's normalisation
+    other = x.clone()
+    other[3:] = torch.randn(3, 16, 5, 5) * 10
+    assert torch.equal(norm(other)[:3], norm(x)[:3])
+    frames.value = 1  # one frame per video: exactly the image model's GroupNorm
+    assert (norm(x) - plain(x)).abs().max() <= 1e-6
+
+
+def test_video_group_norm_is_the_official_5d_group_norm_inside_the_unet(pair):
+    # Hooked at the first ResNet's norm1: what the UNet feeds it and what it returns, for a batch of 2 videos.
+    _, video, context = pair
+    seen = {}
+    norm = video.down_blocks[0].resnets[0].norm1
+    handle = norm.register_forward_hook(lambda m, inputs, out: seen.update(x=inputs[0], y=out))
+    latents = torch.randn(2 * F, 4, 16, 16)
+    run(video, latents, context.repeat(2, 1, 1), num_frames=F)
+    handle.remove()
+    five_d = seen["x"].view(2, F, *seen["x"].shape[1:]).transpose(1, 2)  # (videos, C, F, h, w) as the official
+    official = torch.nn.functional.group_norm(five_d, norm.num_groups, norm.weight, norm.bias, norm.eps)
+    assert (seen["y"] - official.transpose(1, 2).reshape(seen["y"].shape)).abs().max() <= 1e-5
+
+
+def test_video_group_norm_lets_frames_agree_and_per_frame_keeps_them_apart(pair):
+    image, video, context = pair
+    per_frame = inflate_unet(copy.deepcopy(image), group_norm="frame").eval()
+    torch.manual_seed(3)
+    latents = torch.randn(F, 4, 16, 16)
+    changed = latents.clone()
+    changed[2] = 3 * torch.randn(4, 16, 16)
+    for unet, moves in ((video, True), (per_frame, False)):
+        delta = (run(unet, changed, context, num_frames=F)[1] - run(unet, latents, context, num_frames=F)[1])
+        assert (delta.abs().max() > 1e-3) == moves, delta.abs().max()  # frame 1 hears of frame 2 only via the norm
+
+
+def test_inflation_is_seeded_and_restorable(pair):
+    image, video, _ = pair
+    again = inflate_unet(copy.deepcopy(image))
+    for (name, a), b in zip(trainable_parameters(video).items(), trainable_parameters(again).values()):
+        assert torch.equal(a, b), name  # the temporal attention's initial weights do not depend on the RNG state
+    tuned = copy.deepcopy(video)
+    with torch.no_grad():
+        for p in trainable_parameters(tuned).values():
+            p.add_(1.0)
+    restore_base_weights(tuned)
+    assert all(torch.equal(a, b) for a, b in zip(trainable_parameters(tuned).values(),
+                                                  trainable_parameters(video).values()))
+    with pytest.raises(ValueError, match="group_norm='batch'.*video"):
+        inflate_unet(copy.deepcopy(image), group_norm="batch")

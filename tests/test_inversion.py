@@ -1,7 +1,5 @@
 """Inversion (vp2p.invert): null-text against plain DDIM at guidance 7.5, the other methods, saving and caching."""
 
-import time
-
 import numpy as np
 import pytest
 import torch
@@ -87,12 +85,12 @@ def test_unknown_method_is_an_error(pipe, frames):
 # -- save / load / cache ------------------------------------------------------------------------------------------
 
 def assert_same(a: Inversion, b: Inversion):
-    for name in ("latents", "null_embeddings"):
+    for name in ("trajectory", "null_embeddings"):
         assert torch.equal(getattr(a, name), getattr(b, name)), name
     assert np.array_equal(a.frames, b.frames) and a.frames.dtype == b.frames.dtype == np.uint8
     for name in ("reconstruction", "step_errors", "frame_psnr"):
         assert np.array_equal(getattr(a, name), getattr(b, name)), name
-    for name in ("prompt", "method", "num_steps", "guidance_scale", "losses", "seconds", "key"):
+    for name in ("prompt", "method", "num_steps", "guidance_scale", "losses", "iterations", "seconds", "key"):
         assert getattr(a, name) == getattr(b, name), name
 
 
@@ -113,17 +111,12 @@ def test_save_load_round_trip_and_no_overwrite(pipe, frames, tmp_path):
 def test_cache_reuses_a_saved_inversion(pipe, frames, tmp_path, monkeypatch):
     cache = tmp_path / "cache.safetensors"
     options = dict(num_steps=6, inner_steps=3)
-    start = time.perf_counter()
     first = invert(pipe, frames, "null-text", cache=cache, **options)
-    first_seconds = time.perf_counter() - start
     assert cache.exists()
-    # the second call must not invert again: make inverting impossible
-    monkeypatch.setattr(vp2p.inversion, "ddim_invert", lambda *a, **k: pytest.fail("inverted again"))
-    start = time.perf_counter()
-    second = invert(pipe, frames, "null-text", cache=cache, **options)
-    second_seconds = time.perf_counter() - start
-    assert_same(second, first)
-    assert second_seconds < first_seconds / 5, (first_seconds, second_seconds)
+    # the second call must not invert again: make every stage of inverting impossible
+    for stage in ("ddim_invert", "null_text_optimization", "add_reconstruction"):
+        monkeypatch.setattr(vp2p.inversion, stage, lambda *a, **k: pytest.fail("inverted again"))
+    assert_same(invert(pipe, frames, "null-text", cache=cache, **options), first)
 
 
 def test_cache_of_other_inputs_is_refused(pipe, frames, tmp_path):

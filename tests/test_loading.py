@@ -31,7 +31,7 @@ def test_local_folder_gives_the_sd_components_on_the_cpu_in_fp32(tiny_model_dir)
     assert pipe.encode_text(["a red circle", ""]).shape == (2, 77, 32)
 
 
-def test_bfloat16_when_asked_and_no_fp16_on_the_cpu(tiny_model_dir):
+def test_bfloat16_when_asked_and_fp16_on_the_cpu_with_a_warning(tiny_model_dir):
     pipe = vp2p.load_pipeline(tiny_model_dir, device="cpu", dtype=torch.bfloat16)
     assert pipe.dtype == torch.bfloat16
     for module in (pipe.vae, pipe.text_encoder, pipe.unet):
@@ -40,8 +40,11 @@ def test_bfloat16_when_asked_and_no_fp16_on_the_cpu(tiny_model_dir):
     latents = pipe.encode_video(smooth_video(2))
     assert latents.shape == (2, 4, 16, 16) and latents.dtype == torch.bfloat16
     assert pipe.decode_latents(latents).shape == (2, 32, 32, 3)
-    with pytest.raises(ValueError, match="float32"):
-        vp2p.load_pipeline(tiny_model_dir, device="cpu", dtype=torch.float16)
+    with pytest.warns(UserWarning, match="slowly"):
+        half = vp2p.load_pipeline(tiny_model_dir, device="cpu", dtype=torch.float16)
+    assert {p.dtype for p in half.unet.parameters()} == {torch.float16}
+    with pytest.raises(ValueError, match="torch.int8 is not supported"):
+        vp2p.load_pipeline(tiny_model_dir, device="cpu", dtype=torch.int8)
 
 
 def linked_copy(source, target, scheduler_changes):

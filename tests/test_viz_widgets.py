@@ -193,7 +193,7 @@ def test_edit_widget_runs_the_edit_set_in_its_controls(prepared):
     second = w.update()
     assert second.prompts[1] == "a red striped circle bouncing on the grass"
     assert second.blend_masks is not None and not second.decoupled
-    assert float(second.controller.equalizer[0, 3]) == 2.0  # the token of 'striped'
+    assert float(second.controller.target_maps.equalizer[0, 3]) == 2.0  # the token of 'striped'
     assert w.figure is not figure
     assert_finite_images(w.figure)
     # A mistake goes to the status line when the button is pressed (and raises from update()).
@@ -228,5 +228,5 @@ def test_weight_widget_caches_each_weight(prepared):
     edits = w.sweep([0.0, 1.0])
     assert set(w.edits) == {0.0, 1.0} and edits[1.0] is w.last_edit
     w.controls["weight"].value = 2.0
-    assert set(w.edits) == {0.0, 1.0, 2.0} and float(w.last_edit.controller.equalizer[0, 3]) == 2.0
+    assert set(w.edits) == {0.0, 1.0, 2.0} and float(w.last_edit.controller.target_maps.equalizer[0, 3]) == 2.0
     assert w.figure.axes[FRAMES].get_ylabel() == "'striped' × 2"

@@ -9,7 +9,7 @@ The stages, in the order a notebook meets them::
     result = vp2p.edit(pipe, inv, [source_prompt, target_prompt], blend_words=["circle", "square"])
 """
 
-from vp2p.editing import Edit, edit, make_controller
+from vp2p.editing import EditResult, edit, make_controller
 from vp2p.inflation import inflate_unet, trainable_parameters
 from vp2p.inversion import Inversion, invert
 from vp2p.loading import Pipeline, load_pipeline
@@ -17,7 +17,7 @@ from vp2p.tuning import TuneResult, load_tuned, save_tuned, tune
 from vp2p.video import read_video, write_video, write_videos
 
 __all__ = [
-    "Edit", "Inversion", "Pipeline", "TuneResult", "edit", "inflate_unet", "invert", "load_pipeline", "load_tuned",
+    "EditResult", "Inversion", "Pipeline", "TuneResult", "edit", "inflate_unet", "invert", "load_pipeline", "load_tuned",
     "make_controller", "read_video", "save_tuned", "trainable_parameters", "tune", "write_video", "write_videos",
 ]
 __version__ = "0.1.0"

@@ -60,11 +60,6 @@ def word_token_indices(prompt: str, word: str | int, tokenizer, role: str = "wor
     return hits
 
 
-def _tail_mapping(source_end: int, target_end: int, max_len: int):
-    """Pairs (source, target) for the end token and the padding after each prompt, position by position."""
-    return [(min(source_end + k, max_len - 1), target_end + k) for k in range(max_len - target_end)]
-
-
 def replacement_mapper(source: str, target: str, tokenizer, max_len: int) -> torch.Tensor:
     """(max_len, max_len) M with target_map[j] = Σ_i source_map[i]·M[i, j], for a word swap."""
     src_words, tgt_words = prompt_words(source), prompt_words(target)
@@ -82,45 +77,54 @@ def replacement_mapper(source: str, target: str, tokenizer, max_len: int) -> tor
         else:
             for j in tgt_span:
                 mapper[src_span, j] = 1 / len(tgt_span)
+    # The end token and the padding follow the prompt, shifted by the difference in length (official: position j
+    # takes position j once the last swapped word is passed, which misaligns every later token after a swap of
+    # unequal token counts, "man" -> "Spider-Man").
     src_end, tgt_end = prompt_length(source, tokenizer) - 1, prompt_length(target, tokenizer) - 1
-    for i, j in _tail_mapping(src_end, tgt_end, max_len):
-        mapper[i, j] = 1
+    for k in range(max_len - tgt_end):
+        mapper[min(src_end + k, max_len - 1), tgt_end + k] = 1
     return mapper
 
 
 def align_sequences(source: list[int], target: list[int]) -> list[int | None]:
     """Needleman–Wunsch global alignment (match +1, mismatch -1, gap 0): for each target token, the source
-    position it is aligned with, or None for an inserted token."""
+    position it is aligned with, or None for an inserted token.
+
+    Ties are broken as prompt-to-prompt's aligner (which Video-P2P uses) breaks them: an insertion (a gap in the
+    source) before a deletion, both before the diagonal. The trace runs from the end, so with repeated tokens the
+    *first* occurrence is the one aligned and the later ones count as inserted.
+    """
     n, m = len(source), len(target)
     score = [[0] * (m + 1) for _ in range(n + 1)]
+    move = [["insert"] * (m + 1)] + [["delete"] + [""] * m for _ in range(n)]
     for i in range(1, n + 1):
         for j in range(1, m + 1):
+            insert, delete = score[i][j - 1], score[i - 1][j]
             diagonal = score[i - 1][j - 1] + (1 if source[i - 1] == target[j - 1] else -1)
-            score[i][j] = max(diagonal, score[i - 1][j], score[i][j - 1])
+            score[i][j] = max(insert, delete, diagonal)
+            move[i][j] = "insert" if score[i][j] == insert else "delete" if score[i][j] == delete else "diagonal"
     aligned: list[int | None] = [None] * m
     i, j = n, m
-    while i > 0 and j > 0:
-        match = 1 if source[i - 1] == target[j - 1] else -1
-        if score[i][j] == score[i - 1][j - 1] + match and match == 1:
+    while i > 0 or j > 0:
+        if move[i][j] == "diagonal":  # (with gap 0 a mismatch never wins, so every diagonal is a match)
             aligned[j - 1] = i - 1
             i, j = i - 1, j - 1
-        elif score[i][j] == score[i][j - 1]:
+        elif move[i][j] == "insert":
             j -= 1
-        elif score[i][j] == score[i - 1][j]:
+        else:
             i -= 1
-        else:  # a mismatch on the diagonal: neither token is kept
-            i, j = i - 1, j - 1
     return aligned
 
 
 def refinement_mapper(source: str, target: str, tokenizer, max_len: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(mapper, alphas), both (max_len,): target token j takes source token mapper[j] where alphas[j] == 1."""
+    """(mapper, alphas), both (max_len,): target token j takes source token mapper[j] where alphas[j] == 1.
+
+    As the official code: the whole token sequences (start and end tokens included) are aligned; past the end of
+    the target prompt, target position j takes source position j.
+    """
     src_ids, tgt_ids = tokenizer(source).input_ids, tokenizer(target).input_ids
-    mapper = torch.zeros(max_len, dtype=torch.long)
-    alphas = torch.zeros(max_len)
-    for j, i in enumerate(align_sequences(src_ids[:-1], tgt_ids[:-1])):  # prompt tokens, end token excluded
-        if i is not None:
-            mapper[j], alphas[j] = i, 1
-    for i, j in _tail_mapping(len(src_ids) - 1, len(tgt_ids) - 1, max_len):
-        mapper[j], alphas[j] = i, 1
+    mapper = torch.arange(max_len)
+    alphas = torch.ones(max_len)
+    for j, i in enumerate(align_sequences(src_ids, tgt_ids)):
+        mapper[j], alphas[j] = (0, 0.0) if i is None else (i, 1.0)
     return mapper, alphas

@@ -13,6 +13,7 @@ V·F rows, video-major: row = video·F + frame.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -154,3 +155,31 @@ def install_processors(unet: torch.nn.Module, inflated: bool = False, frame_keys
 def attention_layers(unet: torch.nn.Module) -> list[Layer]:
     """The layers whose processors are ours, in module order."""
     return [m.processor.layer for m in unet.modules() if isinstance(getattr(m, "processor", None), AttentionProcessor)]
+
+
+def require_vp2p_processors(unet: torch.nn.Module) -> None:
+    """Refuse a UNet still running diffusers' processors: they would ignore the frame count and the controller."""
+    if not attention_layers(unet):
+        raise ValueError("this UNet is not inflated: call vp2p.inflate_unet(pipe.unet) first (or, to run the image "
+                         "model frame by frame, vp2p.attention.install_processors(pipe.unet))")
+
+
+# -- UNet geometry: which attention resolutions exist, and which one LocalBlend reads
+
+def cross_attention_heights(unet: torch.nn.Module, latent_height: int, places=("down", "up")) -> list[int]:
+    """Heights of the cross-attention maps of the UNet's ``places`` for a given latent height (SD-1.5 at 64:
+    down and up blocks 64, 32, 16; the mid block 8)."""
+    downs = [i for i, b in enumerate(unet.down_blocks) if getattr(b, "has_cross_attention", False)]
+    n = len(unet.down_blocks)
+    ups = [n - 1 - i for i, b in enumerate(unet.up_blocks) if getattr(b, "has_cross_attention", False)]
+    levels = (downs if "down" in places else []) + (ups if "up" in places else [])
+    if "mid" in places:
+        levels.append(n - 1)
+    return sorted({latent_height // 2**level for level in levels})
+
+
+def blend_resolution(latent_height: int, available: list[int]) -> int:
+    """The map height LocalBlend uses: the available cross-attention resolution nearest to latent/4 (the official
+    code reads SD's 16×16 maps of 64×64 latents; the toy model's 16×16 latents give 4, so it takes 8)."""
+    target = latent_height / 4
+    return min(sorted(available, reverse=True), key=lambda h: abs(math.log2(h / target)))

@@ -6,14 +6,18 @@ As in prompt-to-prompt, only the conditional half is read and edited.
 
 * ``AttentionStore`` keeps per-frame cross-attention maps averaged over heads and layers at a few resolutions —
   per step (small: only the prompt's tokens) and as a running mean over the steps so far.
-* ``AttentionEdit`` adds the edits of Algorithm 1: cross-attention injection for the first steps (``Replace``,
-  ``Refine``, ``Reweight``), self-attention injection (temporal attention by default, as the official code; or
-  frame attention), and ``LocalBlend`` after each step.
+* ``AttentionEdit`` adds the edits of Algorithm 1: cross-attention injection for the first steps, self-attention
+  injection (temporal attention by default, as the official code; or frame attention), and ``LocalBlend`` after
+  each step. How the source maps become the target maps is a *rule*, a pure function composed by
+  ``vp2p.make_controller``: ``Replacement`` (word swap), ``Refinement`` (added words), ``Reweighting`` (scale
+  chosen tokens, on top of either) — small callables around one formula each (``replace_maps``,
+  ``refine_maps``, ``reweight_maps``).
 """
 
 from __future__ import annotations
 
-import math
+from dataclasses import dataclass
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -121,30 +125,32 @@ class AttentionStore:
         return latents
 
 
-def step_window(value, num_steps: int) -> tuple[int, int]:
-    """A fraction f (→ steps [0, f·N)) or a pair (a, b) (→ [a·N, b·N)) as step indices."""
+def step_window(value, rows: int) -> tuple[int, int]:
+    """A fraction f (→ rows [0, int(f·rows))) or a pair (a, b) (→ [int(a·rows), int(b·rows))) as step indices."""
     start, end = (0.0, value) if isinstance(value, (int, float)) else value
     if not 0 <= start <= end <= 1:
         raise ValueError(f"step window {value!r} must be a fraction in [0, 1] or a pair 0 <= start <= end <= 1")
-    return int(start * num_steps), int(end * num_steps)
+    return int(start * rows), int(end * rows)
 
 
 def cross_replace_alpha(prompts, num_steps, cross_replace_steps, tokenizer, max_len) -> torch.Tensor:
     """(num_steps, targets, max_len): 1 where target token j takes the source maps at a step.
 
     ``cross_replace_steps``: a fraction, a (start, end) pair, or a dict with a ``"default_"`` entry and per-word
-    entries (words of the target prompts), as in the official configs.
+    entries (words of the target prompts), as prompt-to-prompt's configs. (The official Video-P2P script wraps
+    its config value in ``{"default_": value}``, so it cannot give per-word windows; vp2p can.)
     """
     from vp2p.alignment import word_token_indices
 
     spec = cross_replace_steps if isinstance(cross_replace_steps, dict) else {"default_": cross_replace_steps}
-    alpha = torch.zeros(num_steps, len(prompts) - 1, max_len)
-    start, end = step_window(spec.get("default_", 1.0), num_steps)
+    rows = num_steps + 1  # official: N + 1 rows, a window's edge at int(f·(N + 1)); step i reads row i
+    alpha = torch.zeros(rows, len(prompts) - 1, max_len)
+    start, end = step_window(spec.get("default_", 1.0), rows)
     alpha[start:end] = 1
     for word, window in spec.items():
         if word == "default_":
             continue
-        start, end = step_window(window, num_steps)
+        start, end = step_window(window, rows)
         found = False
         for b, prompt in enumerate(prompts[1:]):
             try:
@@ -154,14 +160,78 @@ def cross_replace_alpha(prompts, num_steps, cross_replace_steps, tokenizer, max_
             found = True
             alpha[:, b, indices] = 0
             alpha[start:end, b, indices] = 1
-        if not found:
+        if not found:  # official: silently ignored
             raise ValueError(f"cross_replace_steps names {word!r}, which is in none of the target prompts "
                              f"{prompts[1:]}; use a word of a target prompt or 'default_'.")
-    return alpha
+    return alpha[:num_steps]
+
+
+# -- how the source maps become the target maps: one formula each, and the rules make_controller composes
+
+def replace_maps(source: torch.Tensor, mappers: torch.Tensor) -> torch.Tensor:
+    """Word swap: target token j gets Σ_i source map i · mapper[i, j].
+
+    source (F, heads, queries, tokens), mappers (targets, tokens, tokens) → (targets, F, heads, queries, tokens).
+    """
+    return torch.einsum("fhqi,bij->bfhqj", source, mappers.to(source))
+
+
+def refine_maps(source: torch.Tensor, targets: torch.Tensor, mappers: torch.Tensor,
+                alphas: torch.Tensor) -> torch.Tensor:
+    """Added words: target token j takes source token mappers[b, j] where alphas[b, j] = 1, keeps its own where 0.
+
+    source (F, heads, queries, tokens), targets (targets, F, heads, queries, tokens), mappers/alphas (targets,
+    tokens).
+    """
+    taken = source[..., mappers.to(source.device)].permute(3, 0, 1, 2, 4)  # (targets, F, heads, queries, tokens)
+    alphas = alphas.to(source)[:, None, None, None, :]
+    return taken * alphas + targets * (1 - alphas)
+
+
+def reweight_maps(maps: torch.Tensor, equalizer: torch.Tensor) -> torch.Tensor:
+    """Scale each target's token columns: maps (targets, F, heads, queries, tokens) · equalizer (targets, tokens)."""
+    return maps * equalizer.to(maps)[:, None, None, None, :]
+
+
+TargetMaps = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (source, targets) -> new target maps
+
+
+@dataclass(eq=False)
+class Replacement:
+    """Word swap as a rule: ``replace_maps`` with these mappers (targets, tokens, tokens)."""
+
+    mappers: torch.Tensor
+
+    def __call__(self, source, targets):
+        return replace_maps(source, self.mappers)
+
+
+@dataclass(eq=False)
+class Refinement:
+    """Added words as a rule: ``refine_maps`` with these mappers and alphas (targets, tokens)."""
+
+    mappers: torch.Tensor
+    alphas: torch.Tensor
+
+    def __call__(self, source, targets):
+        return refine_maps(source, targets, self.mappers, self.alphas)
+
+
+@dataclass(eq=False)
+class Reweighting:
+    """Reweight the maps ``base`` gives (a Replacement or Refinement), or the source's own maps without a base."""
+
+    equalizer: torch.Tensor  # (targets, tokens)
+    base: TargetMaps | None = None
+
+    def __call__(self, source, targets):
+        maps = source.expand_as(targets) if self.base is None else self.base(source, targets)
+        return reweight_maps(maps, self.equalizer)
 
 
 class LocalBlend:
-    """Keep everything outside the edited object from the source branch (paper Sec. 4.3, per frame).
+    """Keep everything outside the edited object from the source branch (paper Sec. 3.3 and Algorithm 1, per
+    frame).
 
     The blend words' maps (mean over the steps so far) are summed over their tokens, max-pooled 3×3, upsampled to
     the latent size, divided by each frame's maximum and thresholded; a target's mask is the union with the
@@ -200,18 +270,20 @@ class LocalBlend:
 
 
 class AttentionEdit(AttentionStore):
-    """Algorithm 1's attention edits on the target branches; subclasses say how source maps become target maps.
+    """Algorithm 1's attention edits on the target branches.
 
+    ``target_maps`` a rule (source, targets) → target maps (``Replacement``, ``Refinement``, ``Reweighting``);
     ``cross_alpha`` (num_steps, targets, tokens) from ``cross_replace_alpha``; ``self_replace_steps`` a fraction or
-    window; ``self_attention``: "temporal" (official behaviour) or "frame" (maps of the frame attention, only at
-    resolutions up to latent/2 as for SD's ≤ 32×32); ``local_blend``: a ``LocalBlend`` or None.
+    window of the steps; ``self_attention``: "temporal" (official behaviour) or "frame" (maps of the frame
+    attention, only at resolutions up to latent/2 as for SD's ≤ 32×32); ``local_blend``: a ``LocalBlend`` or None.
     """
 
-    def __init__(self, cross_alpha: torch.Tensor, self_replace_steps=0.5, self_attention: str = "temporal",
-                 local_blend: LocalBlend | None = None, **store_options):
+    def __init__(self, target_maps: TargetMaps, cross_alpha: torch.Tensor, self_replace_steps=0.5,
+                 self_attention: str = "temporal", local_blend: LocalBlend | None = None, **store_options):
         super().__init__(**store_options)
         if self_attention not in ("temporal", "frame"):
             raise ValueError(f"self_attention={self_attention!r}; choose 'temporal' (official) or 'frame'")
+        self.target_maps = target_maps
         self.cross_alpha = cross_alpha
         self.self_window = step_window(self_replace_steps, cross_alpha.shape[0])
         self.self_attention = self_attention
@@ -250,56 +322,10 @@ class AttentionEdit(AttentionStore):
             source, targets = cond[0], cond[1:]
             if layer.kind == "cross":
                 alpha = self.alpha_now.to(probs)[:, None, None, None, :]
-                targets.copy_(self.replace_cross(source, targets) * alpha + targets * (1 - alpha))
+                targets.copy_(self.target_maps(source, targets) * alpha + targets * (1 - alpha))
             else:
                 targets.copy_(source.expand_as(targets))
         return super().__call__(probs, layer, num_frames)
 
-    def replace_cross(self, source: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """Target maps (targets, F, heads, queries, tokens) built from the source maps (F, heads, queries, tokens)."""
-        raise NotImplementedError
-
     def step_callback(self, latents: torch.Tensor) -> torch.Tensor:
         return latents if self.local_blend is None else self.local_blend(latents, self, self.blend_height)
-
-
-class Replace(AttentionEdit):
-    """Word swap: target token j gets Σ_i source map i · mapper[i, j] (``vp2p.alignment.replacement_mapper``)."""
-
-    def __init__(self, mappers: torch.Tensor, cross_alpha, **options):
-        super().__init__(cross_alpha, **options)
-        self.mappers = mappers  # (targets, tokens, tokens)
-
-    def replace_cross(self, source, targets):
-        return torch.einsum("fhqi,bij->bfhqj", source, self.mappers.to(source))
-
-
-class Refine(AttentionEdit):
-    """Adding words: aligned tokens take the source maps, new tokens keep their own."""
-
-    def __init__(self, mappers: torch.Tensor, alphas: torch.Tensor, cross_alpha, **options):
-        super().__init__(cross_alpha, **options)
-        self.mappers, self.alphas = mappers, alphas  # (targets, tokens) each
-
-    def replace_cross(self, source, targets):
-        taken = source[..., self.mappers.to(source.device)].permute(3, 0, 1, 2, 4)  # (targets, F, h, q, tokens)
-        alphas = self.alphas.to(source)[:, None, None, None, :]
-        return taken * alphas + targets * (1 - alphas)
-
-
-class Reweight(AttentionEdit):
-    """Scale the maps of chosen target tokens by ``equalizer`` (targets, tokens), on top of Replace or Refine."""
-
-    def __init__(self, equalizer: torch.Tensor, cross_alpha, base: AttentionEdit | None = None, **options):
-        super().__init__(cross_alpha, **options)
-        self.equalizer, self.base = equalizer, base
-
-    def replace_cross(self, source, targets):
-        mapped = self.base.replace_cross(source, targets) if self.base is not None else source.expand_as(targets)
-        return mapped * self.equalizer.to(source)[:, None, None, None, :]
-
-
-def blend_resolution(latent_height: int, available: list[int]) -> int:
-    """The map height LocalBlend uses: the available cross-attention resolution nearest to latent/4 (SD: 16)."""
-    target = latent_height / 4
-    return min(sorted(available, reverse=True), key=lambda h: abs(math.log2(h / target)))

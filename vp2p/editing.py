@@ -19,8 +19,9 @@ import numpy as np
 import torch
 
 from vp2p.alignment import refinement_mapper, replacement_mapper, word_token_indices
-from vp2p.controllers import (AttentionEdit, AttentionStore, LocalBlend, Refine, Replace, Reweight,
-                              blend_resolution, cross_replace_alpha)
+from vp2p.attention import blend_resolution, cross_attention_heights, require_vp2p_processors
+from vp2p.controllers import (AttentionEdit, AttentionStore, LocalBlend, cross_replace_alpha, Refinement,
+                              Replacement, Reweighting)
 from vp2p.ddim import DDIMSchedule
 from vp2p.sampling import sample
 
@@ -90,24 +91,21 @@ def make_controller(pipe, prompts, num_steps: int = 50, is_word_swap: bool = Tru
                    for p, ws in zip(prompts, words)]
         blend = LocalBlend(indices, max_len, threshold=threshold, start=blend_start)
     store_options.setdefault("num_tokens", max(len(tok(p).input_ids) for p in prompts))  # keep only used tokens
-    options = dict(self_replace_steps=self_replace_steps, self_attention=self_attention, local_blend=blend,
-                   **store_options)
     if is_word_swap:
-        mappers = torch.stack([replacement_mapper(prompts[0], p, tok, max_len) for p in prompts[1:]])
-        controller = Replace(mappers, alpha, **options)
+        rule = Replacement(torch.stack([replacement_mapper(prompts[0], p, tok, max_len) for p in prompts[1:]]))
     else:
         pairs = [refinement_mapper(prompts[0], p, tok, max_len) for p in prompts[1:]]
-        controller = Refine(torch.stack([m for m, _ in pairs]), torch.stack([a for _, a in pairs]), alpha,
-                            **options)
+        rule = Refinement(torch.stack([m for m, _ in pairs]), torch.stack([a for _, a in pairs]))
     if eq_params:
         weights = parse_eq_params(eq_params)
-        eq = torch.stack([equalizer(p, weights, tok, max_len) for p in prompts[1:]])
-        controller = Reweight(eq, alpha, base=controller, **options)
-    return controller
+        # one equalizer per target prompt (official: prompts[1]'s token positions serve every target)
+        rule = Reweighting(torch.stack([equalizer(p, weights, tok, max_len) for p in prompts[1:]]), base=rule)
+    return AttentionEdit(rule, alpha, self_replace_steps=self_replace_steps, self_attention=self_attention,
+                         local_blend=blend, **store_options)
 
 
 @dataclass
-class Edit:
+class EditResult:
     """The result of ``edit``: one video per branch (0: source under editing; 1…: targets) and what steered them."""
 
     prompts: list[str]
@@ -142,19 +140,8 @@ class Edit:
         return write_videos(Path(folder), dict(zip(names, self.videos)), fps=fps, overwrite=overwrite)
 
 
-def cross_attention_heights(unet, latent_height: int, places=("down", "up")) -> list[int]:
-    """Heights of the cross-attention maps of the UNet's down/up blocks for a given latent height."""
-    downs = [i for i, b in enumerate(unet.down_blocks) if getattr(b, "has_cross_attention", False)]
-    n = len(unet.down_blocks)
-    ups = [n - 1 - i for i, b in enumerate(unet.up_blocks) if getattr(b, "has_cross_attention", False)]
-    levels = (downs if "down" in places else []) + (ups if "up" in places else [])
-    if "mid" in places:
-        levels.append(n - 1)
-    return sorted({latent_height // 2**level for level in levels})
-
-
 def edit(pipe, inversion, prompts, controller: AttentionStore | None = None, guidance_scale: float | None = None,
-         decoupled: bool = True, progress: bool = True, **controller_options) -> Edit:
+         decoupled: bool = True, progress: bool = True, **controller_options) -> EditResult:
     """Algorithm 1: edit ``inversion``'s video from ``prompts[0]`` (its source prompt) to ``prompts[1:]``.
 
     ``controller``: an ``AttentionStore``/``AttentionEdit``, or None to build one with ``make_controller`` from
@@ -162,6 +149,7 @@ def edit(pipe, inversion, prompts, controller: AttentionStore | None = None, gui
     ``decoupled=False`` gives the target branches the source's null embeddings too (the paper's ablation).
     """
     prompts = check_prompts(prompts)
+    require_vp2p_processors(pipe.unet)
     if prompts[0] != inversion.prompt:
         raise ValueError(f"prompts[0] must be the prompt the video was inverted with, {inversion.prompt!r}, "
                          f"not {prompts[0]!r}; invert again or fix the source prompt")
@@ -192,4 +180,4 @@ def edit(pipe, inversion, prompts, controller: AttentionStore | None = None, gui
     latents = sample(pipe.unet, z_T, schedule, cond, uncond_at, guidance, frames, controller,
                      progress=progress and "editing")
     videos = np.stack([pipe.decode_latents(v) for v in latents.view(branches, frames, *latents.shape[1:])])
-    return Edit(prompts, videos, latents.cpu(), controller, decoupled, time.perf_counter() - start)
+    return EditResult(prompts, videos, latents.cpu(), controller, decoupled, time.perf_counter() - start)

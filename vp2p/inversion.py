@@ -11,15 +11,18 @@ Methods (``invert(..., method=)``):
 * ``"fast"``: no optimisation; the source branch is sampled without guidance (the official ``--fast``).
 * ``"ddim"``: plain DDIM inversion, sampled back with guidance and the empty prompt — the baseline that drifts.
 
-The ``Inversion`` result holds z_T, the per-step embeddings, the trajectory, the reconstruction and its errors;
-``save``/``load`` round-trip it, and ``invert(..., cache=path)`` reuses a saved one made with the same inputs.
+The ``Inversion`` result holds the DDIM trajectory z_0 … z_T, the per-step embeddings, the reconstruction and its
+errors; ``save``/``load`` round-trip it, and ``invert(..., cache=path)`` reuses a saved one made with the same
+inputs (the cache key covers the video, prompt, settings, dtype, scheduler, inflation options and a fingerprint of
+every weight of the UNet, text encoder and VAE).
+
+Precision: the embeddings being optimised are float32; with a float16 UNet the loss is scaled before the backward
+pass (``vp2p.precision.grad_scaler``), else its gradient underflows and the embedding hardly moves.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,11 +30,16 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
+from vp2p.attention import require_vp2p_processors
 from vp2p.ddim import DDIMSchedule, ddim_inverse_step, ddim_step, guide
+from vp2p.inflation import inflation_options, is_inflated
+from vp2p.precision import grad_scaler
 from vp2p.sampling import sample, unet_output
+from vp2p.storage import (array_fingerprint, module_fingerprint, refuse_overwrite, save_tensors,
+                          settings_fingerprint)
 from vp2p.tuning import gradient_checkpointing
 
 METHODS = ("null-text", "null-text-per-frame", "negative-prompt", "fast", "ddim")
@@ -44,22 +52,23 @@ class Inversion:
     num_steps: int
     guidance_scale: float
     frames: np.ndarray  # uint8 (F, H, W, 3), the input video
-    latents: torch.Tensor  # (num_steps + 1, F, C, h, w): z_0 … z_T of the DDIM inversion
+    trajectory: torch.Tensor  # (num_steps + 1, F, C, h, w): z_0 … z_T of the DDIM inversion
     null_embeddings: torch.Tensor  # (num_steps, 1 or F, tokens, dim): the source branch's unconditional embeddings
     reconstruction: np.ndarray | None = None  # uint8 (F, H, W, 3)
     step_errors: np.ndarray | None = None  # (num_steps,) latent MSE of the reconstruction vs the trajectory
     frame_psnr: np.ndarray | None = None  # (F,) PSNR in dB of each reconstructed frame
     losses: list = field(default_factory=list)  # null-text: final loss of each step
+    iterations: list = field(default_factory=list)  # null-text: Adam iterations of each step (early stop < inner)
     seconds: float = 0.0
     key: str = ""  # hash of the inputs, for caching
 
     @property
     def z_T(self) -> torch.Tensor:
-        return self.latents[-1]
+        return self.trajectory[-1]
 
     @property
     def num_frames(self) -> int:
-        return self.latents.shape[1]
+        return self.trajectory.shape[1]
 
     @property
     def source_guidance(self) -> float:
@@ -72,10 +81,8 @@ class Inversion:
 
     def save(self, path, overwrite: bool = False) -> Path:
         path = Path(path)
-        if path.exists() and not overwrite:
-            raise FileExistsError(f"{path} exists; pass overwrite=True or choose another path")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tensors = {"latents": self.latents.contiguous(), "null_embeddings": self.null_embeddings.contiguous(),
+        refuse_overwrite(path, overwrite)
+        tensors = {"trajectory": self.trajectory, "null_embeddings": self.null_embeddings,
                    "frames": torch.from_numpy(self.frames)}
         if self.reconstruction is not None:
             tensors["reconstruction"] = torch.from_numpy(self.reconstruction)
@@ -83,12 +90,9 @@ class Inversion:
             if getattr(self, name) is not None:
                 tensors[name] = torch.from_numpy(np.asarray(getattr(self, name), dtype=np.float64))
         meta = {"prompt": self.prompt, "method": self.method, "num_steps": self.num_steps,
-                "guidance_scale": self.guidance_scale, "losses": self.losses, "seconds": self.seconds,
-                "key": self.key}
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # then rename: readers never see half a file
-        save_file(tensors, str(tmp), metadata={"vp2p_inversion": json.dumps(meta)})
-        os.replace(tmp, path)
-        return path
+                "guidance_scale": self.guidance_scale, "losses": self.losses, "iterations": self.iterations,
+                "seconds": self.seconds, "key": self.key}
+        return save_tensors(path, tensors, metadata={"vp2p_inversion": json.dumps(meta)})
 
     @classmethod
     def load(cls, path) -> "Inversion":
@@ -101,17 +105,18 @@ class Inversion:
             meta = json.loads(f.metadata()["vp2p_inversion"])
         t = load_file(str(path))
         arrays = {k: t[k].numpy() for k in ("reconstruction", "step_errors", "frame_psnr") if k in t}
-        return cls(frames=t["frames"].numpy(), latents=t["latents"], null_embeddings=t["null_embeddings"],
+        return cls(frames=t["frames"].numpy(), trajectory=t["trajectory"], null_embeddings=t["null_embeddings"],
                    **arrays, **meta)
 
 
 def inversion_key(pipe, frames: np.ndarray, prompt: str, **settings) -> str:
-    """A fingerprint of everything an inversion depends on (model weights are identified by their sum)."""
-    h = hashlib.sha256(frames.tobytes())
-    weights = sum(float(p.detach().double().sum()) for p in pipe.unet.parameters() if p.ndim > 1)
-    h.update(json.dumps({"prompt": prompt, "model": pipe.name, "weights": round(weights, 6), **settings},
-                        sort_keys=True).encode())
-    return h.hexdigest()[:16]
+    """A fingerprint of everything an inversion depends on: the video, the prompt, the settings, the dtype, the
+    scheduler, how the UNet was inflated and (sampled, see ``vp2p.storage``) every weight of the UNet — tuned ones
+    included —, the text encoder and the VAE."""
+    return settings_fingerprint(
+        frames=array_fingerprint(frames), prompt=prompt, model=pipe.name, dtype=str(pipe.dtype),
+        scheduler=dict(pipe.scheduler.config), inflation=inflation_options(pipe.unet) if is_inflated(pipe.unet) else None,
+        weights=[module_fingerprint(m) for m in (pipe.unet, pipe.text_encoder, pipe.vae)], **settings)
 
 
 @torch.no_grad()
@@ -125,35 +130,49 @@ def ddim_invert(unet, z0: torch.Tensor, cond: torch.Tensor, schedule: DDIMSchedu
     return torch.stack(latents).cpu()
 
 
+def null_text_loss(unet, latent, t: int, null, cond_out, target, schedule, num_frames: int, guidance_scale: float):
+    """Paper eq. 9: the distance between the guided DDIM step from ``latent`` with unconditional embedding ``null``
+    and the inversion trajectory's ``target`` (``cond_out``: the conditional prediction, computed once per step)."""
+    uncond_out = unet_output(unet, latent, t, null, num_frames)
+    return F.mse_loss(ddim_step(guide(uncond_out, cond_out, guidance_scale), t, latent, schedule), target)
+
+
 def null_text_optimization(unet, trajectory, cond, uncond, schedule, num_frames, guidance_scale, per_frame=False,
                            inner_steps=10, lr=1e-2, early_stop=1e-5, progress=True):
-    """Per step, an unconditional embedding (shared or per frame) for which guided DDIM follows ``trajectory``."""
+    """Per step, an unconditional embedding (shared or per frame) for which guided DDIM follows ``trajectory``.
+
+    Returns the embeddings (num_steps, 1 or F, tokens, dim), the final loss and the Adam iterations of each step.
+    Official schedule: Adam at lr·(1 − i/100) at DDIM step i, at most ``inner_steps`` iterations, stop once the
+    loss is below ``early_stop`` + i·2e-5; each step starts from the previous step's embedding.
+    """
     device = cond.device
     n = len(schedule)
     null = (uncond.expand(num_frames, -1, -1) if per_frame else uncond).float().clone()
     latent = trajectory[-1].to(device)
-    embeddings, losses = [], []
+    scaler = grad_scaler(device, next(unet.parameters()).dtype)  # float16: scale the loss (vp2p.precision)
+    embeddings, losses, iterations = [], [], []
     for i, t in enumerate(tqdm(schedule.timesteps, desc="null-text", disable=not progress, leave=False)):
         null = null.detach().requires_grad_(True)
         optimizer = torch.optim.Adam([null], lr=lr * (1.0 - i / 100.0))
         target = trajectory[n - i - 1].to(device)
         with torch.no_grad():
             cond_out = unet_output(unet, latent, t, cond, num_frames)
-        for _ in range(inner_steps):
-            uncond_out = unet_output(unet, latent, t, null, num_frames)
-            loss = F.mse_loss(ddim_step(guide(uncond_out, cond_out, guidance_scale), t, latent, schedule), target)
+        for iteration in range(1, inner_steps + 1):
+            loss = null_text_loss(unet, latent, t, null, cond_out, target, schedule, num_frames, guidance_scale)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
             if loss.item() < early_stop + i * 2e-5:
                 break
         losses.append(loss.item())
+        iterations.append(iteration)
         null = null.detach()
         embeddings.append(null.to("cpu", copy=True))  # a copy: on the CPU .cpu() would alias the next step's null
         with torch.no_grad():
             uncond_out = unet_output(unet, latent, t, null, num_frames)
             latent = ddim_step(guide(uncond_out, cond_out, guidance_scale), t, latent, schedule)
-    return torch.stack(embeddings), losses
+    return torch.stack(embeddings), losses, iterations
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -167,6 +186,10 @@ def invert(pipe, frames: np.ndarray, prompt: str, method: str = "null-text", num
     """Invert ``frames`` (uint8 (F, H, W, 3)) with the source ``prompt`` on ``pipe``'s (inflated, tuned) UNet."""
     if method not in METHODS:
         raise ValueError(f"method={method!r}; choose one of {METHODS}")
+    if not isinstance(inner_steps, int) or inner_steps < 1:
+        raise ValueError(f"inner_steps={inner_steps!r}: null-text needs at least 1 Adam step per DDIM step "
+                         "(official: 10)")
+    require_vp2p_processors(pipe.unet)
     pipe.check_frames(frames)
     settings = dict(method=method, num_steps=num_steps, guidance_scale=guidance_scale, inner_steps=inner_steps,
                     lr=lr, early_stop=early_stop)
@@ -182,17 +205,18 @@ def invert(pipe, frames: np.ndarray, prompt: str, method: str = "null-text", num
     num_frames = frames.shape[0]
     cond, empty = pipe.encode_text([prompt, ""]).chunk(2)
     trajectory = ddim_invert(pipe.unet, pipe.encode_video(frames), cond, schedule, num_frames, progress)
-    losses = []
+    losses, iterations = [], []
     if method.startswith("null-text"):
         with gradient_checkpointing(pipe.unet, pipe.device.type == "cuda"):  # memory: backward through the UNet
-            null, losses = null_text_optimization(pipe.unet, trajectory, cond, empty, schedule, num_frames,
+            null, losses, iterations = null_text_optimization(pipe.unet, trajectory, cond, empty, schedule, num_frames,
                                                   guidance_scale, method.endswith("per-frame"), inner_steps, lr,
                                                   early_stop, progress)
     else:
         stand_in = cond if method == "negative-prompt" else empty
         null = stand_in.float().cpu().expand(num_steps, -1, -1, -1).clone()
     result = Inversion(prompt=prompt, method=method, num_steps=num_steps, guidance_scale=guidance_scale,
-                       frames=frames, latents=trajectory, null_embeddings=null, losses=losses, key=key)
+                       frames=frames, trajectory=trajectory, null_embeddings=null, losses=losses,
+                       iterations=iterations, key=key)
     if reconstruct:
         add_reconstruction(pipe, result, cond, schedule, progress)
     result.seconds = time.perf_counter() - start
@@ -208,7 +232,7 @@ def add_reconstruction(pipe, inv: Inversion, cond, schedule, progress=True):
     z0 = sample(pipe.unet, inv.z_T.to(pipe.device), schedule, cond, lambda i: nulls[i],
                 torch.tensor([inv.source_guidance]), inv.num_frames, progress=progress and "reconstruction",
                 trajectory=path)
-    reference = inv.latents.flip(0)[1:]  # z_{T-Δ} … z_0, the targets of each sampling step
+    reference = inv.trajectory.flip(0)[1:]  # z_{T-Δ} … z_0, the targets of each sampling step
     inv.step_errors = ((torch.stack(path) - reference) ** 2).mean(dim=(1, 2, 3, 4)).numpy()
     inv.reconstruction = pipe.decode_latents(z0)
     inv.frame_psnr = np.array([psnr(a, b) for a, b in zip(inv.reconstruction, inv.frames)])

@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from vp2p.precision import check_dtype
+
 SD15 = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 TOY = "toy"
 
@@ -30,11 +32,6 @@ def default_device() -> torch.device:
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
-
-
-def default_dtype(device: torch.device) -> torch.dtype:
-    """fp16 on CUDA (a free Colab T4 has no fast bf16), fp32 elsewhere."""
-    return torch.float16 if torch.device(device).type == "cuda" else torch.float32
 
 
 def resolve_model(model: str | os.PathLike) -> str:
@@ -114,15 +111,21 @@ class Pipeline:
                              f"multiple of {multiple} (e.g. vp2p.read_video(path, size={h - h % multiple or multiple}))")
 
     @torch.no_grad()
-    def encode_video(self, frames: np.ndarray) -> torch.Tensor:
-        """uint8 (F, H, W, 3) -> latents (F, C, H/s, W/s), scaled, using the posterior mean (as the official code)."""
+    def encode_posterior(self, frames: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """uint8 (F, H, W, 3) -> the VAE posterior's mean and standard deviation (F, C, H/s, W/s), both scaled as
+        latents are (``scaling_factor``)."""
         self.check_frames(frames)
         pixels = torch.from_numpy(frames).permute(0, 3, 1, 2)
-        chunks = []
+        means, stds = [], []
         for chunk in pixels.split(self.vae_batch):
-            x = chunk.to(self.device, self.dtype) / 127.5 - 1
-            chunks.append(self.vae.encode(x).latent_dist.mean * self.vae.config.scaling_factor)
-        return torch.cat(chunks)
+            posterior = self.vae.encode(chunk.to(self.device, self.dtype) / 127.5 - 1).latent_dist
+            means.append(posterior.mean * self.vae.config.scaling_factor)
+            stds.append(posterior.std * self.vae.config.scaling_factor)
+        return torch.cat(means), torch.cat(stds)
+
+    def encode_video(self, frames: np.ndarray) -> torch.Tensor:
+        """uint8 (F, H, W, 3) -> latents (F, C, H/s, W/s), the posterior mean (as the official inversion)."""
+        return self.encode_posterior(frames)[0]
 
     @torch.no_grad()
     def decode_latents(self, latents: torch.Tensor) -> np.ndarray:
@@ -152,22 +155,23 @@ def quiet_local_loading(local: bool):
 def load_pipeline(model: str | os.PathLike = TOY, device=None, dtype=None) -> Pipeline:
     """Load 'toy', a local diffusers Stable Diffusion folder or a hub id, on ``device`` in ``dtype``.
 
-    Defaults: the best device present (CUDA, MPS, CPU) and fp16 on CUDA, fp32 elsewhere.
+    Defaults: the best device present (CUDA, MPS, CPU) and the dtype of the precision policy
+    (``vp2p.precision``: fp16 on CUDA, fp32 elsewhere; bf16 on request anywhere).
     """
     from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTokenizer
 
     source = resolve_model(model)
     device = torch.device(device) if device is not None else default_device()
-    dtype = dtype or default_dtype(device)
-    if device.type == "cpu" and dtype == torch.float16:
-        raise ValueError("fp16 on the CPU is very slow and unsupported here; use dtype=torch.float32 on the CPU")
+    dtype = check_dtype(device, dtype)
 
     def load(cls, sub, **kw):
         return cls.from_pretrained(source, subfolder=sub, **kw)
 
-    # As the official Video-P2P: deterministic DDIM, no clipping, ᾱ_final = ᾱ_0.
-    scheduler = load(DDIMScheduler, "scheduler", clip_sample=False, set_alpha_to_one=False)
+    # As the official Video-P2P pipeline, whatever the folder says: deterministic DDIM, no clipping, ᾱ_final = ᾱ_0,
+    # and timesteps 981, 961, …, 1 for 50 steps (it forces steps_offset = 1 on diffusers 0.11's "leading" spacing).
+    scheduler = load(DDIMScheduler, "scheduler", clip_sample=False, set_alpha_to_one=False, steps_offset=1,
+                     timestep_spacing="leading")
     with quiet_local_loading(Path(source).exists()):
         pipe = Pipeline(
             vae=load(AutoencoderKL, "vae", torch_dtype=dtype).to(device).eval(),

@@ -106,7 +106,7 @@ class FrameAttentionProbe:
 
 def frame_attention_heights(unet, latent_height: int) -> list[int]:
     """Heights of the maps of the frame attentions of an inflated UNet, largest first."""
-    from vp2p.editing import cross_attention_heights
+    from vp2p.attention import cross_attention_heights
 
     return sorted(cross_attention_heights(unet, latent_height, places=("down", "mid", "up")), reverse=True)
 

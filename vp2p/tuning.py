@@ -2,14 +2,16 @@
 
 Only the query projections of frame and cross-attention and the temporal attention are trained (``inflation.
 trainable_parameters``), on the usual noise-prediction loss: noise a clip's latents at a random timestep, predict
-the noise (or the velocity, for v-prediction models), MSE. Defaults follow the official code: 500 steps, AdamW,
-lr 3e-5; on CUDA fp16 autocast (bf16 where supported) and gradient checkpointing.
+the noise (or the velocity, for v-prediction models), MSE. The recipe is the official one: 500 steps, AdamW at
+lr 3e-5, gradients clipped at norm 1.0, a fresh sample of the VAE posterior every step (``latents="sample"``;
+``"mean"`` uses the posterior mean throughout), and on CUDA gradient checkpointing. Precision follows
+``vp2p.precision``: the trainable weights are float32 master weights, the forward pass runs in the pipeline's
+dtype, float16 gets a gradient scaler.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,11 +20,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
-from vp2p.inflation import frame_keys_of, trainable_parameters
+from vp2p.inflation import inflation_options, trainable_parameters
+from vp2p.precision import autocast, grad_scaler, master_weights
 from vp2p.sampling import unet_output
+from vp2p.storage import refuse_overwrite, save_tensors
+
+LATENTS = ("sample", "mean")
 
 
 @dataclass
@@ -40,7 +46,10 @@ class TuneResult:
 
 @contextlib.contextmanager
 def gradient_checkpointing(unet, enabled: bool):
-    """Recompute activations in the backward pass (less memory, ~30% more time) for the duration of a block."""
+    """Recompute activations in the backward pass (less memory, ~30% more time) for the duration of a block.
+
+    diffusers checkpoints non-reentrantly, so every trainable tensor gets its gradient (the official code's
+    reentrant checkpointing leaves the first two down blocks' tensors without one)."""
     was = getattr(unet, "is_gradient_checkpointing", False)
     if enabled and not was:
         unet.enable_gradient_checkpointing()
@@ -51,10 +60,13 @@ def gradient_checkpointing(unet, enabled: bool):
             unet.disable_gradient_checkpointing()
 
 
-def autocast_dtype(device: torch.device) -> torch.dtype | None:
-    if device.type != "cuda":
-        return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+@contextlib.contextmanager
+def training_mode(module):
+    module.train()
+    try:
+        yield
+    finally:
+        module.eval()
 
 
 def training_target(scheduler, latents, noise, timesteps):
@@ -64,63 +76,58 @@ def training_target(scheduler, latents, noise, timesteps):
 
 
 def tune(pipe, frames: np.ndarray, prompt: str, steps: int = 500, lr: float = 3e-5, seed: int = 0,
-         checkpointing: bool | None = None, progress: bool = True) -> TuneResult:
-    """Fine-tune ``pipe.unet`` (inflated) in place on ``frames`` (uint8 (F, H, W, 3)) with ``prompt``."""
-    if steps < 1:
-        raise ValueError(f"steps={steps}: tuning needs at least one step (the paper uses 500)")
+         checkpointing: bool | None = None, latents: str = "sample", max_grad_norm: float | None = 1.0,
+         progress: bool = True) -> TuneResult:
+    """Fine-tune ``pipe.unet`` (inflated) in place on ``frames`` (uint8 (F, H, W, 3)) with ``prompt``.
+
+    ``latents``: "sample" (official: a fresh draw from the VAE posterior every step) or "mean";
+    ``max_grad_norm``: gradient clipping (official 1.0; None turns it off); ``checkpointing``: default on CUDA.
+    """
+    if not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps={steps!r}: tuning needs a whole number of steps, at least 1 (the paper uses 500)")
+    if latents not in LATENTS:
+        raise ValueError(f"latents={latents!r}; choose 'sample' (official) or 'mean'")
     start = time.perf_counter()
     unet, device = pipe.unet, pipe.device
     params = trainable_parameters(unet)
-    latents = pipe.encode_video(frames).float()
+    # Encoded once: the frozen encoder gives the same posterior every step, so drawing from its mean and std is
+    # the official per-step `latent_dist.sample()` without re-running the VAE.
+    mean, std = (x.float() for x in pipe.encode_posterior(frames))
     cond = pipe.encode_text(prompt)
     num_frames = frames.shape[0]
-    amp = autocast_dtype(device)
     checkpointing = device.type == "cuda" if checkpointing is None else checkpointing
-    # Trainable weights live in fp32 during training (fp16 weights cannot take small AdamW updates).
-    originals = {n: p.dtype for n, p in params.items()}
-    for p in params.values():
-        p.data = p.data.float()
-        p.requires_grad_(True)
-    optimizer = torch.optim.AdamW(params.values(), lr=lr)
-    scaler = torch.amp.GradScaler("cuda", enabled=amp == torch.float16)
     generator = torch.Generator(device="cpu").manual_seed(seed)
     result = TuneResult(trained=sum(p.numel() for p in params.values()))
-    unet.train()
-    try:
-        with gradient_checkpointing(unet, checkpointing):
-            for _ in tqdm(range(steps), desc="tuning", disable=not progress, leave=False):
-                noise = torch.randn(latents.shape, generator=generator).to(device)
-                t = torch.randint(0, pipe.scheduler.config.num_train_timesteps, (1,), generator=generator)
-                noisy = pipe.scheduler.add_noise(latents, noise, t.to(device))
-                target = training_target(pipe.scheduler, latents, noise, t.to(device))
-                with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
-                    pred = unet_output(unet, noisy if amp else noisy.to(pipe.dtype), int(t), cond, num_frames)
-                loss = F.mse_loss(pred.float(), target.float())
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
-                result.losses.append(loss.item())
-    finally:
-        unet.eval()
-        for name, p in params.items():
-            p.requires_grad_(False)
-            p.data = p.data.to(originals[name])
+    with master_weights(params), gradient_checkpointing(unet, checkpointing), training_mode(unet):
+        optimizer = torch.optim.AdamW(params.values(), lr=lr)
+        scaler = grad_scaler(device, pipe.dtype)
+        for _ in tqdm(range(steps), desc="tuning", disable=not progress, leave=False):
+            z0 = mean
+            if latents == "sample":
+                z0 = mean + std * torch.randn(mean.shape, generator=generator).to(device)
+            noise = torch.randn(mean.shape, generator=generator).to(device)
+            t = torch.randint(0, pipe.scheduler.config.num_train_timesteps, (1,), generator=generator)
+            noisy = pipe.scheduler.add_noise(z0, noise, t.to(device))
+            with autocast(device, pipe.dtype):
+                pred = unet_output(unet, noisy, int(t), cond, num_frames)
+            loss = F.mse_loss(pred.float(), training_target(pipe.scheduler, z0, noise, t.to(device)).float())
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            if max_grad_norm is not None:
+                scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(params.values(), max_grad_norm)
+            scaler.step(optimizer)
+            scaler.update()
+            result.losses.append(loss.item())
     result.seconds = time.perf_counter() - start
     return result
 
 
 def save_tuned(unet, path, overwrite: bool = False) -> Path:
-    """Save only the tuned parameters (a few % of the UNet) as safetensors."""
+    """Save only the tuned parameters (a few % of the UNet) as safetensors, with the inflation options."""
     path = Path(path)
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists; pass overwrite=True or choose another path")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # then rename: readers never see half a file
-    save_file({n: p.detach().contiguous().cpu() for n, p in trainable_parameters(unet).items()}, str(tmp),
-              metadata={"frame_keys": frame_keys_of(unet)})
-    os.replace(tmp, path)
-    return path
+    refuse_overwrite(path, overwrite)
+    return save_tensors(path, trainable_parameters(unet), metadata=inflation_options(unet))
 
 
 def load_tuned(unet, path) -> None:
@@ -130,11 +137,14 @@ def load_tuned(unet, path) -> None:
         raise FileNotFoundError(f"no tuned weights at {path}; run vp2p.tune(...) and save_tuned(...) first")
     state = load_file(str(path))
     params = trainable_parameters(unet)
+    ours = inflation_options(unet)
     with safe_open(str(path), "pt") as f:
-        saved_keys = (f.metadata() or {}).get("frame_keys", frame_keys_of(unet))
-    if saved_keys != frame_keys_of(unet):
-        raise ValueError(f"{path} was tuned with frame_keys={saved_keys!r} but this UNet uses "
-                         f"{frame_keys_of(unet)!r}; inflate it with vp2p.inflate_unet(unet, frame_keys={saved_keys!r})")
+        # files saved before the option existed were inflated with its then only behaviour
+        saved = {"frame_keys": "first", "group_norm": "frame", **(f.metadata() or {})}
+    for option, value in ours.items():
+        if saved[option] != value:
+            raise ValueError(f"{path} was tuned with {option}={saved[option]!r} but this UNet uses {value!r}; "
+                             f"inflate it with vp2p.inflate_unet(unet, {option}={saved[option]!r})")
     missing, unexpected = set(params) - set(state), set(state) - set(params)
     reshaped = [n for n, p in params.items() if n in state and state[n].shape != p.shape]
     if missing or unexpected or reshaped:

@@ -6,7 +6,7 @@ and scripts drive them from Python::
 
     w = EditWidget(pipe, run, settings, target="a blue circle bouncing on the grass")
     w.controls["target"].value = "a green circle bouncing on the grass"
-    w.update()          # -> w.last_edit (a vp2p.Edit), w.figure (redrawn)
+    w.update()          # -> w.last_edit (a vp2p.EditResult), w.figure (redrawn)
 
 ``show()`` displays the figure through a display handle: in a live notebook each update replaces it in place;
 executed without a front end (CI, nbconvert) the cell keeps the figure of the defaults as a static output.
@@ -143,8 +143,8 @@ class EditWidget(FigurePanel):
 
 
 class AttentionWidget(FigurePanel):
-    """Per-frame cross-attention maps of every token of an ``Edit``, averaged over the steps up to the slider's
-    step (``Edit.maps(step=…)``), for the source or a target branch."""
+    """Per-frame cross-attention maps of every token of an ``EditResult``, averaged over the steps up to the slider's
+    step (``EditResult.maps(step=…)``), for the source or a target branch."""
 
     def __init__(self, edit, tokenizer, branch: int = 1, step: int | None = None, resolution: int | None = None,
                  overlay: bool = True):

@@ -14,9 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-from vp2p.editing import Edit, edit
-from vp2p.inflation import inflate_unet, is_inflated, trainable_parameters
+from vp2p.editing import EditResult, edit
+from vp2p.inflation import inflate_unet, inflation_options, is_inflated, restore_base_weights, trainable_parameters
 from vp2p.inversion import Inversion, invert
+from vp2p.storage import array_fingerprint, module_fingerprint, write_json
 from vp2p.tuning import TuneResult, load_tuned, save_tuned, tune
 
 
@@ -26,6 +27,7 @@ class Settings:
 
     tune_steps: int = 500
     tune_lr: float = 3e-5
+    tune_latents: str = "sample"
     method: str = "null-text"
     num_steps: int = 50
     guidance_scale: float = 7.5
@@ -56,7 +58,7 @@ def settings_for(pipe) -> Settings:
 class Run:
     tuning: TuneResult | None
     inversion: Inversion
-    edits: list[Edit] = field(default_factory=list)
+    edits: list[EditResult] = field(default_factory=list)
     seconds: dict = field(default_factory=dict)
 
 
@@ -75,11 +77,13 @@ def tune_stage(pipe, frames: np.ndarray, source: str, settings: Settings, work_d
                progress=True) -> TuneResult | None:
     """Inflate ``pipe.unet`` if needed and tune it, or load the weights tuned on the same inputs in ``work_dir``.
 
-    Returns the TuneResult (from the cache: its losses, ``seconds`` 0), or None when ``tune_steps`` is 0.
+    Tuning always starts from the base model: weights tuned on another clip before (on the same pipe) are undone
+    first. Returns the TuneResult (from the cache: its losses, ``seconds`` 0), or None when ``tune_steps`` is 0.
     """
     work = Path(work_dir) if work_dir is not None else None
     if not is_inflated(pipe.unet):
         inflate_unet(pipe.unet)
+    restore_base_weights(pipe.unet)
     tuned_path = work / "tuned.safetensors" if work else None
     if tuned_path is not None and tuned_path.exists() and _same_inputs(work, pipe, frames, source, settings):
         load_tuned(pipe.unet, tuned_path)
@@ -89,11 +93,11 @@ def tune_stage(pipe, frames: np.ndarray, source: str, settings: Settings, work_d
     if settings.tune_steps <= 0:
         return None
     tuning = tune(pipe, frames, source, steps=settings.tune_steps, lr=settings.tune_lr, seed=settings.seed,
-                  progress=progress)
+                  latents=settings.tune_latents, progress=progress)
     if work is not None:  # weights first, fingerprint last: a fingerprint always describes complete weights
         save_tuned(pipe.unet, tuned_path, overwrite=True)
-        _write_atomic(work / "tuning_losses.json", json.dumps(tuning.losses))
-        _record_inputs(work, pipe, frames, source, settings)
+        write_json(work / "tuning_losses.json", tuning.losses)
+        write_json(work / "tuning.json", _fingerprint(pipe, frames, source, settings))
     return tuning
 
 
@@ -116,7 +120,7 @@ def invert_stage(pipe, frames: np.ndarray, source: str, settings: Settings, work
         return invert(pipe, frames, source, cache=cache, **options)
 
 
-def edit_run(pipe, run: Run, prompts, settings: Settings, progress=True, **controller_options) -> Edit:
+def edit_run(pipe, run: Run, prompts, settings: Settings, progress=True, **controller_options) -> EditResult:
     """One more edit of a prepared run (appended to ``run.edits``); options override the settings."""
     options = dict(cross_replace_steps=settings.cross_replace_steps, self_replace_steps=settings.self_replace_steps,
                    threshold=settings.threshold, blend_start=settings.blend_start,
@@ -140,32 +144,14 @@ def video_p2p(pipe, frames, source: str, targets, settings: Settings | None = No
     return run
 
 
-def _base_weights(unet) -> float:
-    """A checksum of the weights tuning leaves alone: identifies the base model (e.g. a retrained toy model)."""
-    tuned = {id(p) for p in trainable_parameters(unet).values()}
-    return round(sum(float(p.double().sum()) for p in unet.parameters() if id(p) not in tuned), 4)
-
-
 def _fingerprint(pipe, frames, source, settings) -> dict:
-    import hashlib
-
-    return {"frames": hashlib.sha256(frames.tobytes()).hexdigest()[:16], "source": source, "model": pipe.name,
-            "base_weights": _base_weights(pipe.unet), "tune_steps": settings.tune_steps,
-            "tune_lr": settings.tune_lr, "seed": settings.seed}
-
-
-def _write_atomic(path: Path, text: str):
-    """Write through a temporary file: a reader (another notebook running at the same time) never sees half a file."""
-    import os
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def _record_inputs(work: Path, pipe, frames, source, settings):
-    _write_atomic(work / "tuning.json", json.dumps(_fingerprint(pipe, frames, source, settings), indent=2))
+    """What tuned weights depend on: the clip, the prompt, the base model (its weights, read right after
+    ``restore_base_weights``), how it was inflated, and the tuning settings."""
+    return {"frames": array_fingerprint(frames), "source": source, "model": pipe.name, "dtype": str(pipe.dtype),
+            "base_weights": module_fingerprint(pipe.unet), "text_encoder": module_fingerprint(pipe.text_encoder),
+            "vae": module_fingerprint(pipe.vae),
+            **inflation_options(pipe.unet), "tune_steps": settings.tune_steps, "tune_lr": settings.tune_lr,
+            "tune_latents": settings.tune_latents, "seed": settings.seed}
 
 
 def _same_inputs(work: Path, pipe, frames, source, settings) -> bool:

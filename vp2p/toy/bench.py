@@ -54,7 +54,7 @@ def attention_in_mask(pipe, count: int = 50, timesteps=(200, 400, 600, 800), see
     from vp2p.alignment import word_token_indices
     from vp2p.attention import install_processors
     from vp2p.controllers import AttentionStore
-    from vp2p.editing import cross_attention_heights
+    from vp2p.attention import cross_attention_heights
 
     install_processors(pipe.unet)
     shares = []
@@ -81,13 +81,16 @@ def attention_in_mask(pipe, count: int = 50, timesteps=(200, 400, 600, 800), see
 
 
 def judge_edit(source: world.ToyVideo, target: world.Scene, edited: np.ndarray) -> dict:
-    """Evaluator's verdict on an edited video: fields read, whether each matches ``target``, background PSNR."""
+    """Evaluator's verdict on an edited video: fields read, whether each matches ``target``, background PSNR, and
+    ``geometry``: how far the edited object drifted from the source's and how its size changed (px, per frame and
+    summarised; None where the edit has no object), since a right color in the wrong place is not a clean edit."""
     reading = evaluator.read_video(edited)
     hits = evaluator.score(reading, target)
     masks = evaluator.union_masks(source.masks, reading.masks)
     return {"hits": hits, "attribute_strength": reading.attribute_strength,
             "background_psnr": evaluator.background_psnr(source.frames, edited, masks),
-            "read": {k: getattr(reading, k) for k in evaluator.FIELDS}}
+            "read": {k: getattr(reading, k) for k in evaluator.FIELDS},
+            "geometry": evaluator.object_geometry(source.masks, reading.masks).as_dict()}
 
 
 def other(values, current, rng) -> str:
