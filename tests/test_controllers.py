@@ -435,3 +435,44 @@ def test_temporal_injection_on_the_tiny_unet(video_pipe):
     assert all(len(v) == 7 for v in by_step.values())  # 7 transformer blocks, each with a temporal attention
     assert max(by_step[0] + by_step[1]) == 0.0  # replaced: target maps are the source maps
     assert min(max(by_step[2]), max(by_step[3])) > 5e-3  # afterwards each branch has its own (measured 0.06)
+
+
+def test_sd15_geometry_blend_maps_come_from_the_five_official_layers():
+    # SD-1.5's block layout at 64×64 latents (widths reduced: the geometry depends on the blocks, not on their width)
+    from diffusers import UNet2DConditionModel
+
+    from vp2p import inflate_unet
+    from vp2p.attention import blend_resolution, cross_attention_heights
+
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(
+        sample_size=64, layers_per_block=2, block_out_channels=(32, 32, 64, 64), cross_attention_dim=32,
+        attention_head_dim=8, norm_num_groups=8,
+        down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+        up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3).eval()
+    assert cross_attention_heights(unet, 64) == [16, 32, 64]
+    assert cross_attention_heights(unet, 64, places=("mid",)) == [8]
+    assert blend_resolution(64, cross_attention_heights(unet, 64)) == 16  # the official LocalBlend's 16×16
+    inflate_unet(unet)
+
+    class Spy(AttentionStore):
+        def __call__(self, probs, layer, num_frames):
+            if self.records(layer, probs.shape[2]):
+                recorded.append(layer.name)
+            return super().__call__(probs, layer, num_frames)
+
+    recorded = []
+    store = Spy()
+    store.start((64, 64), num_branches=1, guided=False, num_steps=1, default_resolution=16)
+    store.begin_step(0)
+    with torch.no_grad():
+        unet(torch.randn(1, 4, 64, 64), 500, encoder_hidden_states=torch.randn(1, 77, 32),
+             cross_attention_kwargs={"num_frames": 1, "controller": store})
+    store.end_step()
+    # the official LocalBlend's layers: down_cross[2:4] (down block 2) and up_cross[:3] (up block 1)
+    assert recorded == ["down_blocks.2.attentions.0.transformer_blocks.0.block.attn2",
+                        "down_blocks.2.attentions.1.transformer_blocks.0.block.attn2",
+                        "up_blocks.1.attentions.0.transformer_blocks.0.block.attn2",
+                        "up_blocks.1.attentions.1.transformer_blocks.0.block.attn2",
+                        "up_blocks.1.attentions.2.transformer_blocks.0.block.attn2"]
+    assert store.maps(16).shape == (1, 1, 16, 16, 77)

@@ -50,3 +50,18 @@ def test_ddim_inversion_then_sampling_at_guidance_1_returns_to_the_latents(fixtu
 def test_schedule_rejects_zero_steps(tiny_pipe):
     with pytest.raises(ValueError, match="at least one step"):
         DDIMSchedule.from_scheduler(tiny_pipe.scheduler, 0)
+
+
+@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction"])
+def test_ddim_step_equals_diffusers_ddim_scheduler_at_every_timestep(prediction_type):
+    from diffusers import DDIMScheduler
+
+    scheduler = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
+                              set_alpha_to_one=False, steps_offset=1, prediction_type=prediction_type)
+    schedule = DDIMSchedule.from_scheduler(scheduler, 50)
+    assert schedule.timesteps == [int(t) for t in scheduler.timesteps]
+    g = torch.Generator().manual_seed(0)
+    for t in schedule.timesteps:
+        sample_, output = torch.randn(2, 4, 8, 8, generator=g), torch.randn(2, 4, 8, 8, generator=g)
+        theirs = scheduler.step(output, t, sample_, eta=0.0).prev_sample
+        assert torch.allclose(ddim_step(output, t, sample_, schedule), theirs, atol=1e-5, rtol=1e-5), t

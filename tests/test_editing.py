@@ -184,3 +184,80 @@ def test_prompt_too_long_for_the_tokenizer(pipe, inversion):
 def test_controller_and_controller_options_together(pipe, inversion):
     with pytest.raises(ValueError, match="either a controller or controller options"):
         edit(pipe, inversion, [SOURCE, TARGET], controller=AttentionStore(), blend_words=["circle", "circle"])
+
+
+# -- with a temporal attention that is not zero (as after tuning) -------------------------------------------------
+
+@pytest.fixture(scope="module")
+def temporal_pipe(tiny_model_dir):
+    """The tiny pipeline with every temporal attention's output projection drawn at random (seeded): tuning makes
+    them non-zero, and only then does replacing temporal maps (self_replace_steps) change anything."""
+    pipe = inflated_pipeline(tiny_model_dir)
+    g = torch.Generator().manual_seed(5)
+    with torch.no_grad():
+        for name, p in pipe.unet.named_parameters():
+            if "attn_temp.to_out" in name:
+                p.copy_(0.2 * torch.randn(p.shape, generator=g))
+    return pipe
+
+
+@pytest.fixture(scope="module")
+def temporal_inversion(temporal_pipe):
+    torch.manual_seed(0)
+    return vp2p.invert(temporal_pipe, smooth_video(F), SOURCE, num_steps=STEPS, inner_steps=2, progress=False)
+
+
+def test_self_replace_steps_change_the_target_through_the_temporal_attention(temporal_pipe, temporal_inversion):
+    runs = {steps: edit(temporal_pipe, temporal_inversion, [SOURCE, TARGET], self_replace_steps=steps)
+            for steps in (0.0, 0.5, 1.0)}
+    for steps in (0.5, 1.0):
+        # the source is untouched (up to the float noise of explicit vs fused attention kernels)
+        assert torch.allclose(branch(runs[steps].latents, 0), branch(runs[0.0].latents, 0), atol=1e-4, rtol=0)
+        moved = (branch(runs[steps].latents, 1) - branch(runs[0.0].latents, 1)).abs().max()
+        assert moved > 2e-3, (steps, moved)  # measured 0.007 (0.5) and MEASURE (1.0)
+    assert (branch(runs[1.0].latents, 1) - branch(runs[0.5].latents, 1)).abs().max() > 1e-3
+    # frame attention (the non-default choice) is another edit again
+    frame = edit(temporal_pipe, temporal_inversion, [SOURCE, TARGET], self_replace_steps=0.5, self_attention="frame")
+    assert (branch(frame.latents, 1) - branch(runs[0.5].latents, 1)).abs().max() > 1e-3
+
+
+def test_refine_reweight_and_local_blend_together(temporal_pipe, temporal_inversion):
+    # The official rabbit config's shape: Refine (added word) + Reweight (eq_params) + LocalBlend on the object.
+    prompts = [SOURCE, "a red striped circle on the grass"]
+    options = dict(is_word_swap=False, blend_words=[["circle"], ["circle"]], threshold=0.95, blend_start=0.0)
+    plain = edit(temporal_pipe, temporal_inversion, prompts, **options)
+    ones = edit(temporal_pipe, temporal_inversion, prompts, eq_params={"words": ["striped"], "values": [1.0]},
+                **options)
+    two = edit(temporal_pipe, temporal_inversion, prompts, eq_params={"words": ["striped"], "values": [2.0]},
+               **options)
+    assert torch.allclose(ones.latents, plain.latents, atol=1e-6, rtol=0)  # weight 1: Refine alone
+    assert (branch(two.latents, 1) - branch(plain.latents, 1)).abs().max() > 1e-3
+    # LocalBlend still holds: outside the last mask the edit is the source branch, exactly
+    mask = two.blend_masks[-1][1][:, None].expand(-1, 4, -1, -1)
+    assert 0.05 < mask.float().mean() < 0.95
+    source, target = branch(two.latents, 0), branch(two.latents, 1)
+    assert torch.equal(target[~mask], source[~mask])
+
+
+def test_three_branches_edit_each_target_as_if_alone(temporal_pipe, temporal_inversion):
+    # Every branch is its own video: frame attention, video GroupNorm and LocalBlend never mix branches, so the
+    # first target comes out the same with or without a second one beside it.
+    other = "a green circle on the grass"
+    options = dict(blend_words=[["circle"]] * 3, threshold=0.95, blend_start=0.0)
+    three = edit(temporal_pipe, temporal_inversion, [SOURCE, TARGET, other], **options)
+    two = edit(temporal_pipe, temporal_inversion, [SOURCE, TARGET], **{**options, "blend_words": [["circle"]] * 2})
+    assert three.videos.shape == (3, F, 32, 32, 3) and three.blend_masks.shape[1] == 3
+    assert torch.allclose(branch(three.latents, 1), branch(two.latents, 1), atol=1e-4, rtol=0)
+    assert (branch(three.latents, 2) - branch(three.latents, 1)).abs().max() > 1e-2
+
+
+@pytest.mark.parametrize("method", ["fast", "null-text-per-frame"])
+def test_editing_from_fast_and_per_frame_inversions(temporal_pipe, method):
+    torch.manual_seed(0)
+    inv = vp2p.invert(temporal_pipe, smooth_video(F), SOURCE, method=method, num_steps=STEPS, inner_steps=2,
+                      progress=False)
+    assert inv.null_embeddings.shape[1] == (F if method == "null-text-per-frame" else 1)
+    result = edit(temporal_pipe, inv, [SOURCE, TARGET], blend_words=[["circle"], ["circle"]])
+    # the source branch of an edit is the inversion's reconstruction: same z_T, embeddings and guidance
+    assert np.abs(result.source.astype(int) - inv.reconstruction.astype(int)).max() <= 1
+    assert np.abs(result.edited.astype(int) - result.source.astype(int)).max() > 0

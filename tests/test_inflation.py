@@ -192,3 +192,25 @@ def test_inflation_is_seeded_and_restorable(pair):
                                                   trainable_parameters(video).values()))
     with pytest.raises(ValueError, match="group_norm='batch'.*video"):
         inflate_unet(copy.deepcopy(image), group_norm="batch")
+
+
+def test_first_and_previous_frame_keys_read_frame_0_and_the_previous_frame_only():
+    # One frame-attention layer: frame i's keys and values come from frames 0 and i - 1, so a change of frame 1
+    # reaches frames 1 and 2 and nothing else (in the whole UNet it spreads on, layer after layer).
+    from diffusers.models.attention_processor import Attention
+
+    from vp2p.attention import AttentionProcessor, Layer
+
+    torch.manual_seed(4)
+    attn = Attention(query_dim=8, heads=2, dim_head=4).eval()
+    attn.set_processor(AttentionProcessor(Layer("x.attn1", "frame", "down"), frame_keys="first+previous"))
+    hidden = torch.randn(F, 6, 8)
+    changed = hidden.clone()
+    changed[1] = torch.randn(6, 8)
+    with torch.no_grad():
+        before, after = attn(hidden, num_frames=F), attn(changed, num_frames=F)
+    moved = [(after[i] - before[i]).abs().max().item() > 1e-6 for i in range(F)]
+    assert moved == [False, True, True, False]
+    changed[0] = torch.randn(6, 8)  # frame 0 is read by every frame
+    with torch.no_grad():
+        assert all((attn(changed, num_frames=F)[i] - before[i]).abs().max() > 1e-6 for i in range(F))

@@ -131,3 +131,39 @@ def test_cache_of_other_inputs_is_refused(pipe, frames, tmp_path):
         vp2p.invert(pipe, frames, "a blue circle on the grass", method="fast", num_steps=3, cache=cache,
                     progress=False)
     assert cache.read_bytes() == saved  # never overwritten
+
+
+def test_null_text_schedule_is_the_official_one(pipe, frames, monkeypatch):
+    # Adam at lr 1e-2·(1 - i/100) at DDIM step i; at most inner_steps iterations, stopping after the first whose
+    # loss is below early_stop + i·2e-5; each step starts from the previous step's final embedding.
+    made = []
+
+    class RecordingAdam(torch.optim.Adam):
+        def __init__(self, params, lr):
+            params = list(params)
+            super().__init__(params, lr=lr)
+            made.append({"lr": lr, "start": params[0].detach().clone(), "losses": []})
+
+    real_loss = vp2p.inversion.null_text_loss
+
+    def recording_loss(*args, **kwargs):
+        loss = real_loss(*args, **kwargs)
+        made[-1]["losses"].append(loss.item())
+        return loss
+
+    monkeypatch.setattr(torch.optim, "Adam", RecordingAdam)
+    monkeypatch.setattr(vp2p.inversion, "null_text_loss", recording_loss)
+    early_stop = 0.0175  # among the tiny model's losses (0.014-0.034 at these steps): some steps stop early
+    inv = invert(pipe, frames, "null-text", num_steps=6, inner_steps=4, early_stop=early_stop, reconstruct=False)
+    assert [m["lr"] for m in made] == pytest.approx([1e-2 * (1 - i / 100) for i in range(6)])
+    for i, m in enumerate(made):
+        threshold = early_stop + i * 2e-5
+        below = [loss < threshold for loss in m["losses"]]
+        # every iteration but the last was above the threshold; the last is below it, or the 4th
+        assert not any(below[:-1]) and (below[-1] or len(below) == 4), (i, m["losses"], threshold)
+        assert inv.iterations[i] == len(m["losses"]) and inv.losses[i] == pytest.approx(m["losses"][-1])
+    assert {len(m["losses"]) for m in made} != {4}, inv.iterations  # the early stop did happen at some step
+    for i in range(1, 6):  # carry-over: step i starts where step i - 1 ended
+        assert torch.equal(made[i]["start"].cpu(), inv.null_embeddings[i - 1])
+    empty = pipe.encode_text("").float()
+    assert torch.equal(made[0]["start"], empty)

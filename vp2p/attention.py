@@ -58,7 +58,7 @@ def merge_heads(x: torch.Tensor) -> torch.Tensor:
 def attention_probs(query: torch.Tensor, key: torch.Tensor, scale: float) -> torch.Tensor:
     """softmax(q·kᵀ·scale) per row, computed in float32: a per-row softmax cannot underflow in fp16."""
     scores = torch.matmul(query.float(), key.float().transpose(-1, -2)) * scale
-    return scores.softmax(dim=-1).to(query.dtype)
+    return scores.softmax(dim=-1).to(query.dtype)  # official: one global max subtracted, underflows in fp16
 
 
 def frame_context(hidden: torch.Tensor, num_frames: int, frame_keys: str) -> torch.Tensor:

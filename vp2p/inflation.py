@@ -15,8 +15,8 @@ Three changes, all around diffusers' own modules, none of them copied:
 
 The inflated model computes what the image model computes only for a video of identical frames: frame 0 is then
 every frame's own self-attention, the video statistics are each frame's, and the temporal attention adds zero.
-On a real clip frame attention and the video GroupNorm change every frame but the first — that is why the paper
-tunes the model on the clip.
+On a real clip frame attention changes every frame but the first, and the video GroupNorm every frame — that is
+why the paper tunes the model on the clip.
 
 Frames are folded into the batch (see ``vp2p.attention``); the frame count reaches every attention processor
 through ``cross_attention_kwargs={"num_frames": F}``, and the GroupNorms read it from the same argument (a
@@ -104,7 +104,7 @@ class TemporalBlock(nn.Module):
         self.norm_temp = nn.LayerNorm(dim)
         self.attn_temp = Attention(query_dim=dim, heads=heads, dim_head=head_dim, bias=block.attention_bias)
         nn.init.zeros_(self.attn_temp.to_out[0].weight)
-        nn.init.zeros_(self.attn_temp.to_out[0].bias)
+        nn.init.zeros_(self.attn_temp.to_out[0].bias)  # official: weight only, so the bias leaks in at first
         reference = next(block.parameters())
         self.to(device=reference.device, dtype=reference.dtype)
         # Frozen like the block it wraps (load_pipeline freezes the UNet): otherwise every backward pass through

@@ -149,7 +149,8 @@ def null_text_optimization(unet, trajectory, cond, uncond, schedule, num_frames,
     n = len(schedule)
     null = (uncond.expand(num_frames, -1, -1) if per_frame else uncond).float().clone()
     latent = trajectory[-1].to(device)
-    scaler = grad_scaler(device, next(unet.parameters()).dtype)  # float16: scale the loss (vp2p.precision)
+    # float16: scale the loss (vp2p.precision); official: the UNet is kept in float32 for inversion
+    scaler = grad_scaler(device, next(unet.parameters()).dtype)
     embeddings, losses, iterations = [], [], []
     for i, t in enumerate(tqdm(schedule.timesteps, desc="null-text", disable=not progress, leave=False)):
         null = null.detach().requires_grad_(True)
