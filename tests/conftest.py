@@ -1,5 +1,7 @@
 import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -12,7 +14,20 @@ torch.set_num_threads(int(os.environ.get("VP2P_TEST_THREADS", "1" if "PYTEST_XDI
 if "PYTEST_XDIST_WORKER" in os.environ:  # the kernels nbmake starts for the notebooks inherit this: one core each too
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+# The notebooks (run by nbmake, in kernels that inherit this environment) and vp2p.course write their figures and
+# caches below VP2P_COURSE_OUTPUT: one temporary folder for the whole run, never the repository's figures/ or runs/.
+# The xdist workers inherit the folder the controller made (and share its caches); the controller removes it.
+COURSE_OUTPUT = None
+if "PYTEST_XDIST_WORKER" not in os.environ:
+    COURSE_OUTPUT = os.environ["VP2P_COURSE_OUTPUT"] = tempfile.mkdtemp(prefix="vp2p-test-course-")
+    os.environ.pop("VP2P_COURSE_FIGURES", None)
+
 from tiny import write_tiny_model  # noqa: E402
+
+
+def pytest_unconfigure(config):
+    if COURSE_OUTPUT is not None:
+        shutil.rmtree(COURSE_OUTPUT, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

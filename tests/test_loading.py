@@ -69,6 +69,15 @@ def test_scheduler_is_deterministic_ddim_without_clipping(tiny_model_dir, tmp_pa
     assert config.beta_schedule == "scaled_linear" and config.steps_offset == 1  # the rest comes from the folder
 
 
+def test_timesteps_are_the_official_981_to_1_whatever_the_folder_says(tiny_model_dir, tmp_path):
+    # The official pipeline forces steps_offset = 1 on "leading" spacing: 981, 961, ..., 1 for 50 steps.
+    folder = linked_copy(tiny_model_dir, tmp_path / "model", {"steps_offset": 0, "timestep_spacing": "trailing"})
+    from vp2p.ddim import DDIMSchedule
+
+    schedule = DDIMSchedule.from_scheduler(vp2p.load_pipeline(folder, device="cpu").scheduler, 50)
+    assert schedule.timesteps == list(range(981, 0, -20)) and schedule.step_size == 20
+
+
 def test_prediction_type_comes_from_the_folder(tiny_v_model_dir):
     from vp2p.ddim import DDIMSchedule
 
@@ -151,3 +160,46 @@ def test_hub_ids_pass_through_unchanged(tmp_path, monkeypatch, tiny_model_dir):
     assert resolve_model("stable-diffusion-v1-5/stable-diffusion-v1-5") == "stable-diffusion-v1-5/stable-diffusion-v1-5"
     assert resolve_model("someone/some-model") == "someone/some-model"
     assert resolve_model(tiny_model_dir) == str(tiny_model_dir)  # local folders (Path or str) stay local
+
+
+def folder_without(source, target, part):
+    """A model folder linking every part of ``source`` but ``part``."""
+    target.mkdir()
+    for sub in ("vae", "text_encoder", "tokenizer", "unet", "scheduler"):
+        if sub != part:
+            (target / sub).symlink_to(source / sub, target_is_directory=True)
+    shutil.copy(source / "model_index.json", target / "model_index.json")
+    return target
+
+
+@pytest.mark.parametrize("part", ["text_encoder", "vae", "scheduler", "tokenizer"])
+def test_a_folder_missing_a_part_names_the_part(part, tiny_model_dir, tmp_path):
+    folder = folder_without(tiny_model_dir, tmp_path / "model", part)
+    with pytest.raises(FileNotFoundError) as info:
+        vp2p.load_pipeline(folder, device="cpu")
+    assert str(info.value) == (
+        f"the model folder {folder} has no {part}/: a diffusers Stable Diffusion folder holds unet/, vae/, "
+        f"text_encoder/, tokenizer/, scheduler/; copy {part}/ from the model it came from, or save the whole "
+        "pipeline with save_pretrained")
+
+
+def test_a_tokenizer_without_its_vocabulary_is_refused(tiny_model_dir, tmp_path):
+    # transformers would load it as a 2-token tokenizer: "a red circle" -> [0, 2, 2, ...], a silent wrong result
+    folder = folder_without(tiny_model_dir, tmp_path / "model", "tokenizer")
+    shutil.copytree(tiny_model_dir / "tokenizer", folder / "tokenizer")
+    (folder / "tokenizer" / "merges.txt").unlink()
+    with pytest.raises(FileNotFoundError, match=r"has a tokenizer/ without merges\.txt: a diffusers Stable"):
+        vp2p.load_pipeline(folder, device="cpu")
+
+
+def test_an_offline_hub_id_says_it_cannot_reach_the_hub():
+    from huggingface_hub import try_to_load_from_cache
+
+    model = "stable-diffusion-v1-5/stable-diffusion-v1-5"
+    if try_to_load_from_cache(model, "model_index.json") is not None:
+        model = "vp2p-kit/a-model-no-cache-holds"  # SD 1.5 is cached here: it would load, not fail
+    with pytest.raises(OSError) as info:  # conftest sets HF_HUB_OFFLINE=1
+        vp2p.load_pipeline(model, device="cpu")
+    assert str(info.value) == (
+        f"could not reach the Hugging Face hub to download {model}, and it is not in the local cache (offline, or "
+        "HF_HUB_OFFLINE=1); pass a local folder saved with save_pretrained, or connect to the internet and run again")

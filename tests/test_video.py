@@ -208,6 +208,17 @@ def test_missing_path(tmp_path):
         read_video(tmp_path / "nope")
 
 
+@pytest.mark.parametrize("name, data", [("holiday.mp4", b"these bytes are not a video"), ("empty.mov", b"")])
+def test_a_file_that_is_not_a_video_says_so(tmp_path, name, data):
+    path = tmp_path / name
+    path.write_bytes(data)
+    with pytest.raises(ValueError) as err:
+        read_video(path)
+    assert str(err.value) == (f"{path} ({len(data)} bytes) is not a video ffmpeg can read; pass a video file (.mp4, "
+                              ".mov, .webm, .avi, .mkv, .m4v, .gif) or a folder of frames")
+    assert path.read_bytes() == data
+
+
 def test_folder_without_images_and_single_still(tmp_path):
     (tmp_path / "readme.txt").write_text("hi")
     with pytest.raises(ValueError, match="no image files"):
@@ -230,7 +241,7 @@ def test_too_few_frames_message(folder):
         ({"num_frames": 0}, "num_frames=0"),
         ({"stride": 0}, "stride=0"),
         ({"start": -1}, "start=-1"),
-        ({"size": 500}, "size 500 is not divisible by 8; use 496 or 504"),
+        ({"size": 500}, "size=500 is not divisible by 8; use 496 or 504"),
         ({"size": (512, 100)}, "width 100 is not divisible by 8; use 96 or 104"),
     ],
 )

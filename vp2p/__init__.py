@@ -9,15 +9,35 @@ The stages, in the order a notebook meets them::
     result = vp2p.edit(pipe, inv, [source_prompt, target_prompt], blend_words=["circle", "square"])
 """
 
-from vp2p.editing import EditResult, edit, make_controller
-from vp2p.inflation import inflate_unet, trainable_parameters
-from vp2p.inversion import Inversion, invert
-from vp2p.loading import Pipeline, load_pipeline
-from vp2p.tuning import TuneResult, load_tuned, save_tuned, tune
-from vp2p.video import read_video, write_video, write_videos
+import importlib
 
-__all__ = [
-    "EditResult", "Inversion", "Pipeline", "TuneResult", "edit", "inflate_unet", "invert", "load_pipeline", "load_tuned",
-    "make_controller", "read_video", "save_tuned", "trainable_parameters", "tune", "write_video", "write_videos",
-]
+# The names below are imported on first use (PEP 562), not with the package: torch and diffusers take seconds to
+# import, and ``vp2p --help`` (or a CLI error about a bad flag) should not wait for them.
+_EXPORTS = {
+    "EditResult": "editing", "edit": "editing", "make_controller": "editing",
+    "inflate_unet": "inflation", "trainable_parameters": "inflation",
+    "Inversion": "inversion", "invert": "inversion",
+    "Pipeline": "loading", "load_pipeline": "loading",
+    "TuneResult": "tuning", "load_tuned": "tuning", "save_tuned": "tuning", "tune": "tuning",
+    "read_video": "video", "write_video": "video", "write_videos": "video",
+}
+__all__ = sorted(_EXPORTS)
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(f"vp2p.{_EXPORTS[name]}"), name)
+    else:  # a submodule used as an attribute (vp2p.workflow after `import vp2p`)
+        try:
+            value = importlib.import_module(f"vp2p.{name}")
+        except ModuleNotFoundError as error:
+            if error.name != f"vp2p.{name}":
+                raise
+            raise AttributeError(f"module 'vp2p' has no attribute {name!r}") from None
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS))

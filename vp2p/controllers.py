@@ -275,7 +275,8 @@ class AttentionEdit(AttentionStore):
     ``target_maps`` a rule (source, targets) → target maps (``Replacement``, ``Refinement``, ``Reweighting``);
     ``cross_alpha`` (num_steps, targets, tokens) from ``cross_replace_alpha``; ``self_replace_steps`` a fraction or
     window of the steps; ``self_attention``: "temporal" (official behaviour) or "frame" (maps of the frame
-    attention, only at resolutions up to latent/2 as for SD's ≤ 32×32); ``local_blend``: a ``LocalBlend`` or None.
+    attention — or of an image model's self-attention, as prompt-to-prompt — only at resolutions up to latent/2 as
+    for SD's ≤ 32×32); ``local_blend``: a ``LocalBlend`` or None.
     """
 
     def __init__(self, target_maps: TargetMaps, cross_alpha: torch.Tensor, self_replace_steps=0.5,
@@ -308,7 +309,9 @@ class AttentionEdit(AttentionStore):
     def edits(self, layer: Layer, query_length: int) -> bool:
         if layer.kind == "cross":
             return self.cross_active
-        if layer.kind == self.self_attention and self.self_active:
+        # "frame" also names an image model's own self-attention: prompt-to-prompt's self-attention injection
+        kind = "frame" if layer.kind == "self" else layer.kind
+        if kind == self.self_attention and self.self_active:
             limit = self.latent_size[0] * self.latent_size[1] // 4
             return layer.kind == "temporal" or query_length <= limit
         return False

@@ -1,12 +1,18 @@
 """What the numbered notebooks share: where they write, the clip they edit, and the settings they run with.
 
 Notebooks 02–06 tune and invert the same clip with the same settings, so a notebook run after another finds the
-tuned weights and the inversion in the work folder (``runs/notebooks/<model>-<clip>``) and goes straight to its
-own topic; run alone, it computes what is missing (``vp2p.workflow`` does the caching).
+tuned weights and the inversion in the work folder (``runs_dir()/notebooks/<model>-<clip>``) and goes straight to
+its own topic; run alone, it computes what is missing (``vp2p.workflow`` does the caching).
+
+Where they write: never into the repository unless asked. ``figures_dir()`` and ``runs_dir()`` lie in the user's
+cache folder (``~/.cache/vp2p/course``), or below ``$VP2P_COURSE_OUTPUT`` when set (the tests point it at a
+temporary folder); ``$VP2P_COURSE_FIGURES`` moves the figures alone — ``vp2p course --build`` sets it to the
+repository's ``figures/`` (``vp2p.build``).
 """
 
 from __future__ import annotations
 
+import os
 import re
 import urllib.request
 from pathlib import Path
@@ -19,14 +25,34 @@ from vp2p.workflow import Settings, settings_for
 # The clip of the course: a red circle bouncing on textured grass (the same scene as `vp2p demo`).
 SCENE = world.Scene(color="red", shape="circle", background="grass", motion="bouncing", seed=7)
 NUM_FRAMES = 8
-# DDIM steps on the toy model. The paper (and `settings_for`) use 50; with 25 the null-text inversion of 8 frames
-# takes about a minute on one CPU core, which keeps every notebook under three minutes on a laptop.
-TOY_STEPS = 25
+
+
+OUTPUT_VARIABLE, FIGURES_VARIABLE = "VP2P_COURSE_OUTPUT", "VP2P_COURSE_FIGURES"
+
+
+def output_dir() -> Path:
+    """``$VP2P_COURSE_OUTPUT``, else ``$XDG_CACHE_HOME/vp2p/course`` (``~/.cache/vp2p/course``)."""
+    if os.environ.get(OUTPUT_VARIABLE):
+        return Path(os.environ[OUTPUT_VARIABLE]).expanduser()
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache) / "vp2p" / "course"
+
+
+def figures_dir() -> Path:
+    """Where the notebooks save their figures: ``$VP2P_COURSE_FIGURES``, else ``output_dir()/figures``."""
+    if os.environ.get(FIGURES_VARIABLE):
+        return Path(os.environ[FIGURES_VARIABLE]).expanduser()
+    return output_dir() / "figures"
+
+
+def runs_dir() -> Path:
+    """Where the notebooks cache tuned weights, inversions and downloaded clips: ``output_dir()/runs``."""
+    return output_dir() / "runs"
 
 
 def project_dir(cwd=None) -> Path:
-    """The folder figures/ and runs/ go in: the repository root when run from its notebooks/ folder (Jupyter starts
-    kernels there), else the current folder (Colab: /content)."""
+    """The repository root when run from its notebooks/ folder (Jupyter starts kernels there), else the current
+    folder (Colab: /content). The notebooks write into ``figures_dir()`` and ``runs_dir()``, not here."""
     here = Path.cwd() if cwd is None else Path(cwd)
     if here.name == "notebooks" and (here.parent / "vp2p").is_dir():
         return here.parent
@@ -34,9 +60,9 @@ def project_dir(cwd=None) -> Path:
 
 
 def settings(pipe) -> Settings:
-    """The settings every notebook uses: the model's defaults, with fewer DDIM steps on the toy model."""
-    base = settings_for(pipe)
-    return base.replace(num_steps=TOY_STEPS) if pipe.name == "toy" else base
+    """The settings every notebook uses: the model's defaults (``workflow.TOY_SETTINGS`` on the toy model: 25 DDIM
+    steps, 4 null-text steps of 4e-2; the official ones otherwise)."""
+    return settings_for(pipe)
 
 
 def frame_size(pipe) -> int:
@@ -66,15 +92,17 @@ def clip(pipe, video=None, scene: world.Scene = SCENE, downloads=None) -> np.nda
 
     if video is None:
         return world.render(scene, num_frames=NUM_FRAMES, size=frame_size(pipe)).frames
-    path = local_file(video, downloads or project_dir() / "runs" / "downloads")
+    path = local_file(video, downloads or runs_dir() / "downloads")
     return read_video(path, num_frames=NUM_FRAMES, size=frame_size(pipe))
 
 
 def work_dir(pipe, video=None, scene: world.Scene = SCENE, root=None) -> Path:
-    """``runs/notebooks/<model>-<clip>``: where the notebooks cache tuned weights and inversions of a clip."""
+    """``runs_dir()/notebooks/<model>-<clip>`` (``root/runs/notebooks/…`` when ``root`` is given): where the notebooks
+    cache tuned weights and inversions of a clip."""
     model = re.sub(r"[^A-Za-z0-9._-]", "_", Path(pipe.name).name or "model")
     if video is None:
         name = f"{scene.color}-{scene.shape}-{scene.background}-{scene.seed}"
     else:
         name = re.sub(r"[^A-Za-z0-9._-]", "_", Path(str(video).split("?")[0]).stem)
-    return Path(root or project_dir()) / "runs" / "notebooks" / f"{model}-{name}"
+    runs = Path(root) / "runs" if root is not None else runs_dir()
+    return runs / "notebooks" / f"{model}-{name}"

@@ -26,6 +26,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -137,11 +138,21 @@ def null_text_loss(unet, latent, t: int, null, cond_out, target, schedule, num_f
     return F.mse_loss(ddim_step(guide(uncond_out, cond_out, guidance_scale), t, latent, schedule), target)
 
 
+class NullText(NamedTuple):
+    """What null-text optimisation gives: the embeddings (num_steps, 1 or F, tokens, dim), each step's final loss
+    and Adam iterations, and ``path``: the latents after each guided step with the optimised embeddings
+    (num_steps, F, C, h, w) — the reconstruction's own sampling path, computed on the way."""
+
+    embeddings: torch.Tensor
+    losses: list
+    iterations: list
+    path: torch.Tensor
+
+
 def null_text_optimization(unet, trajectory, cond, uncond, schedule, num_frames, guidance_scale, per_frame=False,
-                           inner_steps=10, lr=1e-2, early_stop=1e-5, progress=True):
+                           inner_steps=10, lr=1e-2, early_stop=1e-5, progress=True) -> NullText:
     """Per step, an unconditional embedding (shared or per frame) for which guided DDIM follows ``trajectory``.
 
-    Returns the embeddings (num_steps, 1 or F, tokens, dim), the final loss and the Adam iterations of each step.
     Official schedule: Adam at lr·(1 − i/100) at DDIM step i, at most ``inner_steps`` iterations, stop once the
     loss is below ``early_stop`` + i·2e-5; each step starts from the previous step's embedding.
     """
@@ -151,7 +162,7 @@ def null_text_optimization(unet, trajectory, cond, uncond, schedule, num_frames,
     latent = trajectory[-1].to(device)
     # float16: scale the loss (vp2p.precision); official: the UNet is kept in float32 for inversion
     scaler = grad_scaler(device, next(unet.parameters()).dtype)
-    embeddings, losses, iterations = [], [], []
+    embeddings, losses, iterations, path = [], [], [], []
     for i, t in enumerate(tqdm(schedule.timesteps, desc="null-text", disable=not progress, leave=False)):
         null = null.detach().requires_grad_(True)
         optimizer = torch.optim.Adam([null], lr=lr * (1.0 - i / 100.0))
@@ -173,7 +184,8 @@ def null_text_optimization(unet, trajectory, cond, uncond, schedule, num_frames,
         with torch.no_grad():
             uncond_out = unet_output(unet, latent, t, null, num_frames)
             latent = ddim_step(guide(uncond_out, cond_out, guidance_scale), t, latent, schedule)
-    return torch.stack(embeddings), losses, iterations
+        path.append(latent.cpu())
+    return NullText(torch.stack(embeddings), losses, iterations, torch.stack(path))
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -206,19 +218,23 @@ def invert(pipe, frames: np.ndarray, prompt: str, method: str = "null-text", num
     num_frames = frames.shape[0]
     cond, empty = pipe.encode_text([prompt, ""]).chunk(2)
     trajectory = ddim_invert(pipe.unet, pipe.encode_video(frames), cond, schedule, num_frames, progress)
-    losses, iterations = [], []
+    optimized = None
     if method.startswith("null-text"):
         with gradient_checkpointing(pipe.unet, pipe.device.type == "cuda"):  # memory: backward through the UNet
-            null, losses, iterations = null_text_optimization(pipe.unet, trajectory, cond, empty, schedule, num_frames,
-                                                  guidance_scale, method.endswith("per-frame"), inner_steps, lr,
-                                                  early_stop, progress)
+            optimized = null_text_optimization(pipe.unet, trajectory, cond, empty, schedule, num_frames,
+                                               guidance_scale, method.endswith("per-frame"), inner_steps, lr,
+                                               early_stop, progress)
+        null = optimized.embeddings
     else:
         stand_in = cond if method == "negative-prompt" else empty
         null = stand_in.float().cpu().expand(num_steps, -1, -1, -1).clone()
     result = Inversion(prompt=prompt, method=method, num_steps=num_steps, guidance_scale=guidance_scale,
-                       frames=frames, trajectory=trajectory, null_embeddings=null, losses=losses,
-                       iterations=iterations, key=key)
-    if reconstruct:
+                       frames=frames, trajectory=trajectory, null_embeddings=null,
+                       losses=optimized.losses if optimized else [],
+                       iterations=optimized.iterations if optimized else [], key=key)
+    if reconstruct and optimized is not None:  # null-text already sampled the reconstruction's path
+        record_reconstruction(pipe, result, optimized.path)
+    elif reconstruct:
         add_reconstruction(pipe, result, cond, schedule, progress)
     result.seconds = time.perf_counter() - start
     if cache is not None:
@@ -230,10 +246,16 @@ def add_reconstruction(pipe, inv: Inversion, cond, schedule, progress=True):
     """Sample the source branch back from z_T; fill in the reconstruction and its per-step and per-frame errors."""
     path: list[torch.Tensor] = []
     nulls = inv.null_embeddings.to(pipe.device)
-    z0 = sample(pipe.unet, inv.z_T.to(pipe.device), schedule, cond, lambda i: nulls[i],
-                torch.tensor([inv.source_guidance]), inv.num_frames, progress=progress and "reconstruction",
-                trajectory=path)
+    sample(pipe.unet, inv.z_T.to(pipe.device), schedule, cond, lambda i: nulls[i],
+           torch.tensor([inv.source_guidance]), inv.num_frames, progress=progress and "reconstruction",
+           trajectory=path)
+    record_reconstruction(pipe, inv, torch.stack(path))
+
+
+def record_reconstruction(pipe, inv: Inversion, path: torch.Tensor):
+    """The reconstruction from the source branch's sampling ``path`` (num_steps, F, C, h, w): its per-step latent
+    errors against the inversion trajectory, the decoded frames and their PSNR."""
     reference = inv.trajectory.flip(0)[1:]  # z_{T-Δ} … z_0, the targets of each sampling step
-    inv.step_errors = ((torch.stack(path) - reference) ** 2).mean(dim=(1, 2, 3, 4)).numpy()
-    inv.reconstruction = pipe.decode_latents(z0)
+    inv.step_errors = ((path - reference) ** 2).mean(dim=(1, 2, 3, 4)).numpy()
+    inv.reconstruction = pipe.decode_latents(path[-1])
     inv.frame_psnr = np.array([psnr(a, b) for a, b in zip(inv.reconstruction, inv.frames)])

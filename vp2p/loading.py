@@ -16,14 +16,24 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from vp2p.checks import SD15
 from vp2p.precision import check_dtype
 
-SD15 = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 TOY = "toy"
+# The parts of a diffusers Stable Diffusion folder that vp2p loads, and the files without which a part loads
+# wrongly rather than failing (a tokenizer/ without its vocabulary gives a 2-token tokenizer: every word -> 2).
+PARTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
+REQUIRED_FILES = {"tokenizer": ("vocab.json", "merges.txt")}
 
 
 def toy_model_path() -> Path:
     return Path(__file__).parent / "toy" / "model"
+
+
+def is_toy(pipe) -> bool:
+    """Whether ``pipe`` is the bundled toy model (loaded as 'toy' or from its folder)."""
+    name = str(getattr(pipe, "name", ""))
+    return name == TOY or (Path(name).exists() and Path(name).resolve() == toy_model_path().resolve())
 
 
 def default_device() -> torch.device:
@@ -46,17 +56,62 @@ def resolve_model(model: str | os.PathLike) -> str:
         return str(path)
     path = Path(model).expanduser()
     if path.exists():
-        if not (path / "unet").is_dir():
-            raise FileNotFoundError(
-                f"{path} is not a diffusers Stable Diffusion folder (no unet/ inside); pass a folder saved with "
-                "save_pretrained, 'toy', or a hub id such as " + SD15
-            )
+        check_parts(path)
         return str(path)
     text = str(model)
     if text.startswith((".", "/", "~")) or text.count("/") != 1:  # hub ids are exactly "owner/name"
         raise FileNotFoundError(f"model folder {model} does not exist; pass 'toy', a local folder or a hub id "
                                 f"such as {SD15}")
     return str(model)  # a hub id: from_pretrained downloads it
+
+
+def check_parts(path: Path) -> None:
+    """A local model folder must hold every part vp2p loads, each with the files it cannot do without."""
+    if not (path / "unet").is_dir():
+        raise FileNotFoundError(
+            f"{path} is not a diffusers Stable Diffusion folder (no unet/ inside); pass a folder saved with "
+            "save_pretrained, 'toy', or a hub id such as " + SD15
+        )
+    for part in PARTS:
+        missing = [name for name in REQUIRED_FILES.get(part, ()) if not (path / part / name).is_file()]
+        if not (path / part).is_dir() or missing:
+            what = f"no {part}/" if not (path / part).is_dir() else f"a {part}/ without {' or '.join(missing)}"
+            raise FileNotFoundError(
+                f"the model folder {path} has {what}: a diffusers Stable Diffusion folder holds "
+                f"{', '.join(p + '/' for p in PARTS)}; copy {part}/ from the model it came from, or save the whole "
+                "pipeline with save_pretrained"
+            )
+
+
+@contextmanager
+def hub_errors(model: str):
+    """Turn the hub's failures into one sentence naming the model and the fix (a local folder, or internet)."""
+    from huggingface_hub.errors import GatedRepoError, LocalEntryNotFoundError, RepositoryNotFoundError
+
+    try:
+        yield
+    except OSError as error:
+        causes = _causes(error)
+        if any(isinstance(c, GatedRepoError) for c in causes):
+            raise OSError(f"{model} is gated on the Hugging Face hub: accept its licence on its page and log in "
+                          "(`hf auth login`), or pass a local folder") from error
+        if any(isinstance(c, RepositoryNotFoundError) for c in causes):
+            raise OSError(f"there is no model {model!r} on the Hugging Face hub; check the id (e.g. {SD15}), or "
+                          "pass 'toy' or a local folder") from error
+        if any(isinstance(c, LocalEntryNotFoundError) for c in causes):
+            raise OSError(f"could not reach the Hugging Face hub to download {model}, and it is not in the local "
+                          "cache (offline, or HF_HUB_OFFLINE=1); pass a local folder saved with save_pretrained, "
+                          "or connect to the internet and run again") from error
+        raise
+
+
+def _causes(error: BaseException) -> list[BaseException]:
+    """``error`` and the exceptions it was raised from or during."""
+    chain = []
+    while error is not None and error not in chain:
+        chain.append(error)
+        error = error.__cause__ or error.__context__
+    return chain
 
 
 @dataclass
@@ -164,15 +219,16 @@ def load_pipeline(model: str | os.PathLike = TOY, device=None, dtype=None) -> Pi
     source = resolve_model(model)
     device = torch.device(device) if device is not None else default_device()
     dtype = check_dtype(device, dtype)
+    local = Path(source).exists()
 
     def load(cls, sub, **kw):
         return cls.from_pretrained(source, subfolder=sub, **kw)
 
     # As the official Video-P2P pipeline, whatever the folder says: deterministic DDIM, no clipping, ᾱ_final = ᾱ_0,
     # and timesteps 981, 961, …, 1 for 50 steps (it forces steps_offset = 1 on diffusers 0.11's "leading" spacing).
-    scheduler = load(DDIMScheduler, "scheduler", clip_sample=False, set_alpha_to_one=False, steps_offset=1,
-                     timestep_spacing="leading")
-    with quiet_local_loading(Path(source).exists()):
+    with hub_errors(source), quiet_local_loading(local):
+        scheduler = load(DDIMScheduler, "scheduler", clip_sample=False, set_alpha_to_one=False, steps_offset=1,
+                         timestep_spacing="leading")
         pipe = Pipeline(
             vae=load(AutoencoderKL, "vae", torch_dtype=dtype).to(device).eval(),
             text_encoder=load(CLIPTextModel, "text_encoder", torch_dtype=dtype).to(device).eval(),

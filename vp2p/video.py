@@ -37,6 +37,7 @@ __all__ = [
     "read_video",
     "write_video",
     "write_videos",
+    "video_targets",
     "center_crop_resize",
     "natural_key",
     "VIDEO_SUFFIXES",
@@ -95,9 +96,9 @@ def _check_size(size) -> tuple[int, int] | None:
     if size is None:
         return None
     if isinstance(size, (int, np.integer)) and not isinstance(size, bool):
-        hw, label = (int(size), int(size)), f"size {int(size)}"
+        hw, label = (int(size), int(size)), f"size={int(size)}"
     elif isinstance(size, (tuple, list)) and len(size) == 2:
-        hw, label = (int(size[0]), int(size[1])), f"size {tuple(size)}"
+        hw, label = (int(size[0]), int(size[1])), f"size={tuple(size)}"
     else:
         raise ValueError(
             f"size={size!r} is not understood; pass an int N (square N x N), "
@@ -130,9 +131,9 @@ def _too_few(source, available: int, num_frames: int, start: int, stride: int) -
     needed = start + (num_frames - 1) * stride + 1
     fit = max(0, (available - 1 - start) // stride + 1) if available > start else 0
     if fit:
-        hint = f"lower num_frames to {fit}, or lower start or stride"
+        hint = f"lower num_frames to {fit} (or lower start={start} or stride={stride})"
     else:
-        hint = f"lower start below {available}"
+        hint = f"lower start={start} below {available}"
     return ValueError(
         f"{source} has {available} frames, but num_frames={num_frames}, start={start}, "
         f"stride={stride} need {needed} (frame indices {start}..{needed - 1}); {hint}"
@@ -257,7 +258,7 @@ def _read_ffmpeg(path: Path, indices: list[int], num_frames, start, stride) -> l
     wanted, frames, count = set(indices), [], 0
     gen = imageio_ffmpeg.read_frames(str(path), pix_fmt="rgb24")
     try:
-        w, h = next(gen)["size"]
+        w, h = _video_size(gen, path)
         for i, data in enumerate(gen):
             count = i + 1
             if i in wanted:
@@ -269,6 +270,22 @@ def _read_ffmpeg(path: Path, indices: list[int], num_frames, start, stride) -> l
     if len(frames) < len(indices):
         raise _too_few(path, count, num_frames, start, stride)
     return frames
+
+
+def _video_size(frames_generator, path: Path) -> tuple[int, int]:
+    """The (width, height) imageio-ffmpeg reports first; a file ffmpeg cannot read as a video is an error saying so
+    (ffmpeg's own is "Could not load meta information" and its whole banner)."""
+    try:
+        meta = next(frames_generator)
+    except (OSError, RuntimeError, StopIteration):
+        meta = {}
+    if not meta.get("size") or 0 in meta["size"]:
+        size = path.stat().st_size
+        raise ValueError(
+            f"{path} ({size} bytes) is not a video ffmpeg can read; pass a video file "
+            f"({', '.join(VIDEO_SUFFIXES)}, .gif) or a folder of frames"
+        )
+    return meta["size"]
 
 
 def _read_file(path: Path, indices, num_frames, start, stride) -> list[np.ndarray]:
@@ -447,6 +464,16 @@ def write_video(
     return path
 
 
+def video_targets(folder, names, formats=("gif", "mp4")) -> dict[str, list[Path]]:
+    """The files ``write_videos`` writes: ``folder/name.<fmt>`` for every name and format."""
+    folder = Path(folder).expanduser()
+    suffixes = ["." + str(f).lower().lstrip(".") for f in formats]
+    for name in names:
+        if not name or Path(name).name != name or name.startswith("."):
+            raise ValueError(f"video name {name!r} must be a plain file name like 'edited'")
+    return {name: [folder / f"{name}{s}" for s in suffixes] for name in names}
+
+
 def write_videos(
     folder: str | os.PathLike,
     videos: dict[str, np.ndarray],
@@ -459,12 +486,7 @@ def write_videos(
     All targets are checked before anything is written, so a refused overwrite
     does not leave a half-updated folder (some results new, some old).
     """
-    folder = Path(folder).expanduser()
-    suffixes = ["." + str(f).lower().lstrip(".") for f in formats]
-    for name in videos:
-        if not name or Path(name).name != name or name.startswith("."):
-            raise ValueError(f"video name {name!r} must be a plain file name like 'edited'")
-    targets = {name: [folder / f"{name}{s}" for s in suffixes] for name in videos}
+    targets = video_targets(folder, videos, formats)
     for paths in targets.values():
         for p in paths:
             _check_target(p, overwrite)

@@ -1,0 +1,196 @@
+"""Up-front checks: what a run was given, validated before its long stages.
+
+Tuning and inversion take minutes on a CPU; a bad setting, a word missing from its prompt or a result folder that
+holds the user's files, found after them, wastes those minutes. The checks here are cheap (no model call, no torch
+import) and raise an error that names the value and the fix. Messages use the API's names (``num_steps=0``); the
+CLI rewrites them to its flags (``--steps 0``).
+
+``vp2p.workflow.check`` runs the checks that need a pipeline (words of the prompts, the controller options).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from numbers import Real
+from pathlib import Path
+
+SD15 = "stable-diffusion-v1-5/stable-diffusion-v1-5"  # the hub id the messages suggest (also vp2p.loading.SD15)
+
+
+# -- settings: one rule per field of vp2p.workflow.Settings
+
+def _whole(value, minimum: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
+
+def _real(value) -> bool:
+    return isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _fraction(value) -> bool:
+    return _real(value) and 0 <= value <= 1
+
+
+def _window(value) -> bool:
+    """A fraction of the steps, or a pair 0 <= start <= end <= 1."""
+    if _fraction(value):
+        return True
+    return (isinstance(value, (tuple, list)) and len(value) == 2 and all(_fraction(v) for v in value)
+            and value[0] <= value[1])
+
+
+def _cross_window(value) -> bool:
+    # per-word windows: whether each word is in a target prompt is checked by make_controller, with the prompts
+    return all(_window(v) for v in value.values()) if isinstance(value, dict) else _window(value)
+
+
+def _inversion_method(value) -> bool:
+    from vp2p.inversion import METHODS  # imported here: vp2p.inversion imports torch
+
+    return value in METHODS
+
+
+WINDOW = "a fraction of the steps in [0, 1] or a pair 0 <= start <= end <= 1"
+# field -> (is the value valid, what a valid value is: the fix the message gives)
+SETTING_RULES = {
+    "tune_steps": (lambda v: _whole(v, 0), "a whole number >= 0: 0 skips tuning (official 500, toy 150)"),
+    "tune_lr": (lambda v: _real(v) and v > 0, "a positive learning rate (official 3e-5, toy 1e-4)"),
+    "tune_latents": (lambda v: v in ("sample", "mean"), "'sample' (official) or 'mean'"),
+    "method": (_inversion_method, "one of null-text, null-text-per-frame, negative-prompt, fast, ddim"),
+    "num_steps": (lambda v: _whole(v, 1), "a whole number of DDIM steps >= 1 (official 50, toy 25)"),
+    "guidance_scale": (lambda v: _real(v) and v >= 1, "1 or more: 1 is no guidance (official 7.5)"),
+    "inner_steps": (lambda v: _whole(v, 1), "a whole number of null-text steps >= 1 per DDIM step (official 10, toy 4)"),
+    "null_text_lr": (lambda v: _real(v) and v > 0, "a positive learning rate (official 1e-2, toy 4e-2)"),
+    "cross_replace_steps": (_cross_window, f"{WINDOW}, or a dict of those per word with 'default_' (official 0.2)"),
+    "self_replace_steps": (_window, f"{WINDOW} (official 0.5)"),
+    "threshold": (lambda v: _real(v) and 0 < v < 1,
+                  "between 0 and 1, both excluded (official 0.3): the blend mask keeps what is above this share of "
+                  "each frame's maximum, so at 1 or more it is empty and the edit equals the reconstruction"),
+    "blend_start": (_fraction, "a fraction of the steps in [0, 1] (official 0.2)"),
+    "self_attention": (lambda v: v in ("temporal", "frame"), "'temporal' (official) or 'frame'"),
+    "seed": (lambda v: _whole(v, 0), "a whole number >= 0"),
+}
+
+
+def check_setting(name: str, value) -> None:
+    valid, expected = SETTING_RULES[name]
+    if not valid(value):
+        raise ValueError(f"{name}={value!r} must be {expected}")
+
+
+def check_settings(settings) -> None:
+    """Every field of a ``vp2p.workflow.Settings``."""
+    for name in SETTING_RULES:
+        check_setting(name, getattr(settings, name))
+
+
+# -- prompts and words
+
+def check_prompt(prompt, role: str = "prompt") -> str:
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise ValueError(f"the {role} {prompt!r} must be a text describing the video, e.g. "
+                         "'a rabbit is jumping on the grass'")
+    return prompt
+
+
+def weight_value(word: str, value) -> float:
+    """A reweight value as a float; anything else (text, nan, inf) is an error naming the value."""
+    try:
+        number = float(value) if not isinstance(value, bool) else math.nan
+    except (TypeError, ValueError):
+        number = math.nan
+    if not math.isfinite(number):
+        raise ValueError(f"reweight value {value!r} for {word!r} is not a number; write WORD=NUMBER, "
+                         f"e.g. {word}=2 (0 removes the word, 1 leaves it, 2 doubles its attention)")
+    return number
+
+
+def parse_weight(item: str) -> tuple[str, float]:
+    """'striped=2' -> ('striped', 2.0)."""
+    word, sep, value = str(item).partition("=")
+    if not sep or not word.strip():
+        raise ValueError(f"reweight {item!r}: write WORD=NUMBER, e.g. striped=2")
+    return word.strip(), weight_value(word.strip(), value.strip())
+
+
+def toy_vocabulary() -> tuple[str, ...]:
+    from vp2p.toy.world import VOCABULARY
+
+    return VOCABULARY
+
+
+def unknown_toy_words(prompt: str) -> list[str]:
+    """The words of ``prompt`` (lower case, punctuation dropped, as CLIP's tokenizer reads them) the toy model was
+    never trained on."""
+    known = set(toy_vocabulary())
+    return [word for word in dict.fromkeys(re.findall(r"[a-z0-9']+", prompt.lower())) if word not in known]
+
+
+def check_toy_words(prompts: dict[str, str]) -> None:
+    """Refuse prompts with words the toy model does not know (``prompts``: role -> prompt).
+
+    An error, not a warning: the toy model was trained on captions of its synthetic world only, so an unknown word
+    reaches it as a string of single characters it never saw, and the edit is noise — found out only after minutes
+    of tuning and inversion, and most often because a real clip was given to the default model.
+    """
+    for role, prompt in prompts.items():
+        unknown = unknown_toy_words(prompt)
+        if unknown:
+            raise ValueError(
+                f"the toy model does not know {', '.join(map(repr, unknown))} (in the {role} {prompt!r}): it only "
+                f"draws its synthetic world of coloured shapes, with the words {' '.join(toy_vocabulary())}. "
+                f"Describe a toy scene with those words, or for real footage use Stable Diffusion: model={SD15} "
+                "(a GPU and internet) or a local Stable Diffusion folder")
+
+
+# -- outputs: nothing the user gave or owns is written over
+
+# What vp2p.workflow writes into its work folder (tuned weights, their fingerprint and losses, inversions) and
+# the hidden temporary files of vp2p.storage's atomic writes: the only files a folder reused as a cache may hold.
+TUNED, TUNING_FINGERPRINT, TUNING_LOSSES = "tuned.safetensors", "tuning.json", "tuning_losses.json"
+CACHE_FILE = re.compile(r"(tuned\.safetensors|tuning\.json|tuning_losses\.json|inversion-[\w.-]+\.safetensors"
+                        r"|\..+\.tmp.*)")
+
+
+def check_work_folder(work: Path) -> None:
+    """A work folder to reuse must hold only vp2p's cache files."""
+    if not work.is_dir():
+        raise FileExistsError(f"{work} is a file, where vp2p keeps its cache folder; choose another out folder")
+    foreign = sorted(p.name for p in work.iterdir() if not CACHE_FILE.fullmatch(p.name))
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (", …" if len(foreign) > 5 else "")
+        raise FileExistsError(f"{work} holds files vp2p did not write ({shown}); vp2p would keep its tuned weights "
+                              "and inversions there: choose another out folder")
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def check_inputs_untouched(inputs, outputs: list[Path]) -> None:
+    """No output is an input file, or lies inside an input folder — whatever the overwrite flag says."""
+    for source in (Path(p).expanduser().resolve() for p in inputs):
+        for output in (p.resolve() for p in outputs):
+            if output == source or (source.is_dir() and _inside(output, source)):
+                raise FileExistsError(
+                    f"writing {output} would change the input {source}; choose an out folder outside the input "
+                    "(vp2p never writes over what it was given, even with overwrite=True)")
+
+
+def check_outputs(folder, names, inputs=(), overwrite: bool = False, work: str | None = "cache") -> Path:
+    """Before a run writes the files ``names`` and its ``work`` folder into ``folder``: refuse to write over an
+    input (always), over an existing result (unless ``overwrite``), or into a work folder holding files vp2p did
+    not write (always). Returns the folder."""
+    folder = Path(folder).expanduser()
+    if folder.exists() and not folder.is_dir():
+        raise FileExistsError(f"out={str(folder)!r} is a file, not a folder; choose a folder for the results")
+    targets = [folder / name for name in names] + ([folder / work] if work else [])
+    check_inputs_untouched(inputs, targets)
+    existing = [name for name in names if (folder / name).exists()]
+    if existing and not overwrite:
+        raise FileExistsError(f"{folder} already holds {', '.join(existing)}; pass overwrite=True to replace "
+                              "them, or choose another out folder")
+    if work and (folder / work).exists():
+        check_work_folder(folder / work)
+    return folder
