@@ -25,13 +25,16 @@
 # * every self-attention becomes a **frame attention**: the queries come from frame *i*, the keys and values from
 #   **frame 0** — every frame looks at the same reference, so the frames agree on what they show;
 # * every transformer block gets a **temporal attention** (attention across frames at each position) whose output
-#   projection starts at **zero**, so at first it adds nothing.
+#   projection starts at **zero**, so at first it adds nothing;
+# * the ResNet blocks' **GroupNorm** takes its mean and variance over **all frames of the clip** at once, as the
+#   official model does, instead of over each frame alone.
 #
 # In this notebook you will
 # 1. sample 8 frames from the same noise with the image model (each frame on its own) and with the inflated model,
 #    and measure how much the frames agree;
-# 2. look *inside* frame attention: for a point of frame *i*, where does it look in frame 0?
-# 3. check that zero-initialised temporal attention leaves the image model's output unchanged.
+# 2. compare the GroupNorm over the video with a GroupNorm per frame, the third channel through which frames agree;
+# 3. look *inside* frame attention: for a point of frame *i*, where does it look in frame 0?
+# 4. check that zero-initialised temporal attention leaves the image model's output unchanged.
 
 # %%
 try:
@@ -65,7 +68,7 @@ MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5" if torch.cuda.is_available
 VIDEO = None  # ← Stable Diffusion only: your clip (a path or URL); None renders the toy scene
 SEED = 0
 
-FIGURES = course.project_dir() / "figures"
+FIGURES = course.figures_dir()  # the user cache; `vp2p course --build` writes the repository's figures/
 pipe = vp2p.load_pipeline(MODEL)
 PROMPT = course.SCENE.caption if VIDEO is None else "a rabbit is jumping on the grass"  # ← describe your clip
 print(f"{MODEL} on {pipe.device}: prompt {PROMPT!r}")
@@ -83,8 +86,8 @@ print(f"{MODEL} on {pipe.device}: prompt {PROMPT!r}")
 # How much frame attention alone pulls the frames together depends on the model. On Stable Diffusion, whose
 # self-attention carries much of the layout, the untuned inflated model already draws one scene. The toy model draws
 # its 16×16 latents mostly with convolutions, and here frame attention alone changes almost nothing: both rows put
-# the circle wherever each frame's noise puts it, and the spread stays where it was (seeds 0–2: 14.9 → 15.6,
-# 17.5 → 17.8, 17.4 → 19.0). Frame attention is the *channel* through which frames can agree; tuning on the clip
+# the circle wherever each frame's noise puts it, and the spread stays where it was (seeds 0–2: 14.9 → 16.2,
+# 17.5 → 17.3, 17.4 → 19.1). Frame attention is the *channel* through which frames can agree; tuning on the clip
 # (notebook 02) and inverting it (notebook 03) are what make them agree on *this* video.
 
 # %%
@@ -100,7 +103,36 @@ print(f"frame spread: image model {probes.frame_spread(flat):.1f}, inflated {pro
       "(pixel std across frames, 0-255)")
 
 # %% [markdown]
-# ## 2. Where does each frame look in frame 0?
+# ## 2. GroupNorm over the whole video
+#
+# Attention is not the only place where frames meet. Every ResNet block of the UNet normalises its features with a
+# GroupNorm: per group of channels, subtract the mean and divide by the standard deviation. The image model takes
+# those statistics over one picture. The official Video-P2P model applies the same GroupNorm to the 5-D video tensor,
+# so mean and variance are taken over the group's channels **and all 8 frames**: every frame is shifted and scaled
+# by the same numbers, which ties the frames' brightness and contrast to the clip's (`inflate_unet(group_norm=...)`:
+# `"video"`, the default and the official model, or `"frame"`, each frame alone; the transformer blocks' own input
+# norm stays per frame in both, as in the official code). With one frame the two are the same thing.
+#
+# Below, the same noise once more through a third model, inflated with the per-frame GroupNorm. On the untuned toy
+# model the video GroupNorm does not pull the frames together by itself (seeds 0–2, image / per-frame / video:
+# 14.9 / 15.6 / 16.2, 17.5 / 17.8 / 17.3, 17.4 / 19.0 / 19.1): it is a channel, like frame attention, and what flows
+# through it is learned when the model is tuned on the clip (notebook 02). It matters for fidelity: on a tiny
+# SD-shaped model, 10 DDIM inversion steps with each choice end at noise maps 59 % apart (relative), so a model is
+# tuned, inverted and edited with one and the same choice (vp2p's caches record it).
+
+# %%
+per_frame_unet = vp2p.inflate_unet(copy.deepcopy(image_unet), group_norm="frame")
+per_frame = probes.generate(pipe, PROMPT, seed=SEED, unet=per_frame_unet)
+del per_frame_unet  # a third UNet is a lot of memory on a GPU
+spreads = {"image model": probes.frame_spread(flat), "per-frame GroupNorm": probes.frame_spread(per_frame),
+           "video GroupNorm (official)": probes.frame_spread(video)}
+fig = viz.bars(spreads, ylabel="frame spread (0-255)", fmt="{:.1f}",
+               title="how much the frames disagree, from the same noise")
+viz.save(fig, FIGURES / "01_group_norm.png")
+print({name: round(value, 1) for name, value in spreads.items()})
+
+# %% [markdown]
+# ## 3. Where does each frame look in frame 0?
 #
 # A **controller** is how vp2p lets you look at (or change) attention: an object with two methods that every
 # attention layer calls — `wants(layer, query_length)` (do you need this layer's probabilities?) and
@@ -132,7 +164,7 @@ if VIDEO is None:
           f"(the object covers {clip.masks[0].mean():.0%} of the frame)")
 
 # %% [markdown]
-# ## 3. Zero-initialised temporal attention changes nothing — yet
+# ## 4. Zero-initialised temporal attention changes nothing — yet
 #
 # Feed the inflated model a "video" whose 8 frames are all the same noisy frame. Frame attention then attends to an
 # identical frame 0 (= ordinary self-attention), and temporal attention adds its zero output: the result must equal
@@ -144,6 +176,53 @@ gap = probes.inflation_gap(image_unet, pipe.unet, pipe, PROMPT, num_frames=cours
 zero = all(float(m.attn_temp.to_out[0].weight.abs().max()) == 0 for m in pipe.unet.modules() if hasattr(m, "attn_temp"))
 print(f"temporal attention output projections all zero: {zero}")
 print(f"max |inflated(8 identical frames) - image model(1 frame)| = {gap:.2e}")
+
+# %% [markdown]
+# ## Exercises
+#
+# Now write the heart of this stage yourself. The exercise is a function whose signature and docstring are given:
+# write its body in the solution cell, run it, then run the check below it. The check calls your function and
+# vp2p's own on small random inputs (several shapes, one video and several) and, when they disagree, says what is
+# wrong. The exercises need nothing computed above — only the imports of the next cell.
+#
+# (The notebook in the repository holds a solution between `### BEGIN SOLUTION` and `### END SOLUTION`;
+# `vp2p course --student DIR` writes the student version, where it is replaced by `raise NotImplementedError`.)
+
+# %% nbgrader={"grade": false, "grade_id": "01_exercises_setup", "locked": true, "schema_version": 3, "solution": false, "task": false}
+import torch
+
+from vp2p import exercises
+
+
+# %% [markdown]
+# ### Exercise 1 · Frame attention: where keys and values come from
+#
+# In the inflated UNet every `attn1` computes Q = W_Q v_i from frame *i*'s hidden states, but K = W_K v_0 and
+# V = W_V v_0 from **frame 0**'s. The attention processor first builds, for every row of the batch, the hidden
+# states its keys and values are computed from — its *context* — and then applies `to_k` and `to_v` to it. Write
+# that context.
+#
+# Frames are folded into the batch, video-major: a batch of V videos of F frames has V·F rows, row = video·F +
+# frame (during editing the videos are the branches, twice with guidance). So row (v, i) must get **frame 0 of
+# video v** — not frame 0 of the batch. This one choice is what makes the frames of a clip agree: they all look
+# things up in the same reference frame. Compared with `vp2p.attention.frame_context(hidden, F, "first")`.
+
+# %% nbgrader={"grade": false, "grade_id": "frame_context", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def frame_context(hidden, num_frames):
+    """The hidden states every row's keys and values come from in frame attention.
+
+    hidden: (videos·num_frames, positions, channels), frames folded into the batch video-major. Returns a tensor of
+    the same shape whose row (video v, frame i) holds the hidden states of frame 0 of video v.
+    """
+    ### BEGIN SOLUTION
+    videos = hidden.view(-1, num_frames, *hidden.shape[1:])  # (videos, frames, positions, channels)
+    first = videos[:, :1].expand(-1, num_frames, -1, -1)  # each video's frame 0, once for each of its frames
+    return first.reshape(hidden.shape)
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "check_frame_context", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
+exercises.check("frame_context", frame_context)
 
 # %% [markdown]
 # **Next:** [02 · Tuning](02_tuning.ipynb) — the inflated model is fine-tuned on the clip, so that it knows this

@@ -57,7 +57,7 @@ VIDEO = None  # ← Stable Diffusion only: your clip (a path or URL); None rende
 SOURCE = course.SCENE.caption if VIDEO is None else "a rabbit is jumping on the grass"  # ← describe your clip
 SEED = 0
 
-FIGURES = course.project_dir() / "figures"
+FIGURES = course.figures_dir()  # the user cache; `vp2p course --build` writes the repository's figures/
 pipe = vp2p.load_pipeline(MODEL)
 settings = course.settings(pipe)
 frames = course.clip(pipe, VIDEO)
@@ -125,6 +125,73 @@ viz.save(fig, FIGURES / "02_before_after.png")
 for name, sample in [("before", before), ("after", after)]:
     print(f"{name} tuning: PSNR to the input {np.mean([psnr(a, b) for a, b in zip(sample, frames)]):.1f} dB, "
           f"frame spread {probes.frame_spread(sample):.1f} (input {probes.frame_spread(frames):.1f})")
+
+# %% [markdown]
+# ## Exercises
+#
+# Now write the heart of this stage yourself. Each exercise is a function whose signature and docstring are given:
+# write its body in the solution cell, run it, then run the check below it. The check calls your function and
+# vp2p's own on small inputs and, when they disagree, says what is wrong. The exercises need nothing computed
+# above — only the imports of the next cell.
+#
+# (The notebook in the repository holds solutions between `### BEGIN SOLUTION` and `### END SOLUTION`;
+# `vp2p course --student DIR` writes the student version, where they are replaced by `raise NotImplementedError`.)
+
+# %% nbgrader={"grade": false, "grade_id": "02_exercises_setup", "locked": true, "schema_version": 3, "solution": false, "task": false}
+import torch
+
+from vp2p import exercises
+
+
+# %% [markdown]
+# ### Exercise 1 · Which parameters tuning trains
+#
+# Section 1 counted the trained groups; now decide it yourself, one parameter name at a time. Names look like
+# `down_blocks.0.attentions.0.transformer_blocks.0.block.attn1.to_q.weight` (diffusers' own block, wrapped by
+# vp2p's `TemporalBlock`) or `…transformer_blocks.0.attn_temp.to_out.0.bias` (the added temporal attention, next
+# to its LayerNorm `norm_temp`). Tuning few parameters is what keeps the model's knowledge: with keys and values
+# frozen, words and appearances mean what they meant; the queries learn to find this clip's content, and the
+# temporal attention learns its motion. The check asks your function about every parameter of a tiny inflated UNet
+# and compares with `vp2p.trainable_parameters`.
+
+# %% nbgrader={"grade": false, "grade_id": "is_trained", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def is_trained(name):
+    """Whether Video-P2P tunes the UNet parameter called ``name`` on the input video (True or False)."""
+    ### BEGIN SOLUTION
+    tuned = ("attn1.to_q", "attn2.to_q", "attn_temp")  # frame- and cross-attention queries, all of temporal attention
+    return any(part in name for part in tuned)
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "check_is_trained", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
+exercises.check("is_trained", is_trained)
+
+
+# %% [markdown]
+# ### Exercise 2 · What the tuning loss compares the UNet with
+#
+# One tuning step noises the clip's latents x₀ at a random timestep t — x_t = √ᾱ_t·x₀ + √(1 − ᾱ_t)·ε — runs the
+# UNet on x_t with the source prompt, and takes `F.mse_loss(unet_output, target)`. Write the target. It depends
+# on what the model was trained to predict (`scheduler.config.prediction_type`): the noise ε for "epsilon" models
+# (Stable Diffusion 1.x, the toy model), the *velocity* v = √ᾱ_t·ε − √(1 − ᾱ_t)·x₀ for "v_prediction" models
+# (Stable Diffusion 2.x at 768 px). Tune a model on the wrong target and it unlearns what it knew. ᾱ_t is
+# `scheduler.alphas_cumprod[t]`; `timesteps` holds one timestep for the whole clip, or one per frame. Compared with
+# `vp2p.tuning.training_target`.
+
+# %% nbgrader={"grade": false, "grade_id": "training_target", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def training_target(scheduler, latents, noise, timesteps):
+    """The tuning loss's target for ``latents`` x₀ (frames, C, h, w) noised with ``noise`` ε at ``timesteps``
+    ((1,) or (frames,)): ε, or the velocity for a v_prediction scheduler."""
+    ### BEGIN SOLUTION
+    if scheduler.config.prediction_type == "epsilon":
+        return noise
+    alpha = scheduler.alphas_cumprod.to(latents)[timesteps].view(-1, 1, 1, 1)  # ᾱ_t, broadcast over C, h, w
+    return alpha.sqrt() * noise - (1 - alpha).sqrt() * latents
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "check_training_target", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
+exercises.check("training_target", training_target)
 
 # %% [markdown]
 # **Next:** [03 · Inversion](03_inversion.ipynb) — find the noise (and the null-text embeddings) from which the

@@ -67,7 +67,7 @@ else:  # ← your clip: describe it, swap a word, name the object in both prompt
     SOURCE, TARGET = "a rabbit is jumping on the grass", "a cat is jumping on the grass"
     BLEND = ["rabbit", "cat"]
 
-FIGURES = course.project_dir() / "figures"
+FIGURES = course.figures_dir()  # the user cache; `vp2p course --build` writes the repository's figures/
 pipe = vp2p.load_pipeline(MODEL)
 settings = course.settings(pipe)
 frames = course.clip(pipe, VIDEO)
@@ -91,9 +91,12 @@ viz.save(panel.figure, FIGURES / "04_word_swap.png");
 # ## 2. Cross-attention of every token, in every frame
 #
 # Rows are frames, columns the target prompt's words; each map is the target branch's cross-attention averaged over
-# heads, layers (at the blend resolution) and steps, laid over the edited frame. The last column is the blend mask.
+# heads, layers (at the blend resolution) and steps, laid over the edited frame (the more attention, the more
+# opaque the colour; where there is none, the frame shows as it is). The last column is the blend mask.
 # The swapped word took the source word's maps for the first steps, so it lights up where the object is — in every
-# frame, following its motion.
+# frame, following its motion. All maps share one colour scale (the colour bar), so a word that draws little
+# attention looks faint; `viz.attention_grid(..., scaling="per map")` scales each map to its own maximum instead —
+# shapes compare, strengths no longer do.
 
 # %%
 labels = viz.token_labels(pipe.tokenizer, TARGET)
@@ -111,6 +114,69 @@ viz.save(fig, FIGURES / "04_attention_grid.png");
 # %%
 steps = widgets.AttentionWidget(result, pipe.tokenizer, step=int(settings.blend_start * settings.num_steps))
 steps.show()
+
+# %% [markdown]
+# ### One level deeper: one layer, one head, one step, one branch
+#
+# Those maps are averages — over heads, over the layers of a resolution, over steps. To see what a single head of a
+# single layer did at a single step, run the same edit with an `AttentionRecorder` around its controller
+# (`recorder.recorded_edit` is `workflow.edit_run` with one). The recorder passes everything through to the edit's
+# controller and keeps, for every cross-attention and temporal-attention layer up to 32×32, the probabilities the
+# layer went on with — *after* the edit — per step, head and branch (float16, on the CPU).
+#
+# First the heads of one layer, for the object's word, halfway through the steps: heads divide the work.
+
+# %%
+from vp2p import probes
+from vp2p.alignment import word_token_indices
+from vp2p.recorder import recorded_edit
+
+recorded = recorded_edit(pipe, run, [SOURCE, TARGET], settings, blend_words=BLEND)
+recorder = recorded.controller
+print(f"kept {len(recorder.layers())} layers × {len(recorder.recorded_steps())} steps: "
+      f"{recorder.nbytes / 2**20:.0f} MB")
+layer = recorder.layers("cross")[0]  # the first cross-attention layer at the finest recorded resolution
+STEP = settings.num_steps // 2
+word = word_token_indices(TARGET, BLEND[1], pipe.tokenizer)[0]
+heads = torch.stack([recorder.cross_maps(step=STEP, layer=layer.name, head=h)[..., word]
+                     for h in range(layer.heads)], dim=-1)
+fig = viz.attention_grid(heads, [f"head {h}" for h in range(layer.heads)], tokens=list(range(layer.heads)),
+                         video=recorded.edited, title=f"'{BLEND[1]}' in each head of {layer.label}, step {STEP}")
+viz.save(fig, FIGURES / "04_attention_heads.png");
+
+# %% [markdown]
+# **Where did the edit inject attention?** `recorder.diff_maps(step)` is the target's cross-attention minus the
+# source's (the source's maps moved to the target's token positions, as Replace maps them). During the first
+# `cross_replace_steps` (20%: steps 0–4 of 25 on the toy model) it is exactly zero: the target's maps *are* the
+# source's, injected. Afterwards the target attends on its own, and the differences gather on the object.
+
+# %%
+print("largest |target − source| at each step:",
+      " ".join(f"{float(recorder.diff_maps(step=s).abs().max()):.3f}" for s in recorder.recorded_steps()))
+fig = viz.attention_diff(recorder.diff_maps(step=STEP), labels, video=recorded.edited,
+                         title=f"target − source cross-attention at step {STEP}")
+viz.save(fig, FIGURES / "04_attention_diff.png");
+
+# %% [markdown]
+# **Temporal attention of one pixel.** At every position, the temporal attention lets each frame look at every
+# frame. For the pixel at the object's centre in frame 0 (the centre of the image with your own clip), row *i* is how
+# frame *i* spreads its attention over the 8 frames. On the toy model it is nearly uniform (about 1/8 each): its
+# tuned temporal attention barely departs from averaging the frames.
+
+# %%
+pixel = (0.5, 0.5) if VIDEO is not None else probes.mask_centers(world.render(course.SCENE).masks)[0]
+fig = viz.temporal_attention(recorder.pixel_temporal(pixel, step=STEP), recorded.edited, pixel,
+                             title=f"temporal attention at the marked pixel, step {STEP} (target branch)")
+viz.save(fig, FIGURES / "04_temporal_pixel.png");
+
+# %% [markdown]
+# The panel offers all of it: the view (per token / temporal attention of a pixel / target − source), the layer
+# (the mean of a resolution's layers, or one layer), the head, the step, the branch and the colour scale. The same
+# panel is the right half of the [studio](studio.ipynb).
+
+# %%
+debug = widgets.AttentionDebugWidget(recorded, pipe.tokenizer, step=STEP)
+debug.show()
 
 # %% [markdown]
 # ## 3. Blend masks: per frame, and over the steps
@@ -148,6 +214,94 @@ if MODEL == "toy" and VIDEO is None:
     for name, edited in [("decoupled", result.edited), ("not decoupled", coupled.edited)]:
         verdict = judge_edit(clip, target_scene, edited)
         print(f"{name:14s} colour read: {verdict['read']['color']}, background PSNR {verdict['background_psnr']:.1f} dB")
+
+# %% [markdown]
+# ## Exercises
+#
+# Now write the heart of this stage yourself. Each exercise is a function whose signature and docstring are given:
+# write its body in the solution cell, run it, then run the check below it. The check calls your function and
+# vp2p's own on small inputs — real prompts through the toy model's tokenizer, random attention maps of several
+# shapes — and, when they disagree, says what is wrong. The exercises need nothing computed above — only the
+# imports of the next cell.
+#
+# (The notebook in the repository holds solutions between `### BEGIN SOLUTION` and `### END SOLUTION`;
+# `vp2p course --student DIR` writes the student version, where they are replaced by `raise NotImplementedError`.)
+
+# %% nbgrader={"grade": false, "grade_id": "04_exercises_setup", "locked": true, "schema_version": 3, "solution": false, "task": false}
+import torch
+import torch.nn.functional as F
+
+from vp2p import exercises
+from vp2p.alignment import prompt_length, token_spans
+
+
+# %% [markdown]
+# ### Exercise 1 · Replace: the token mapper of a word swap
+#
+# Replace hands the target branch the source's cross-attention maps, token by token, through a matrix M:
+# **target map j = Σ_i source map i · M[i, j]** — rows are source tokens, columns target tokens. When every word
+# tokenizes to as many tokens in both prompts ("red" → "blue" in the toy vocabulary), M is the identity. When a
+# word's count changes — "red" (1 token) → "crimson" (6 character tokens in the toy vocabulary; "man" →
+# "Spider-Man" in Stable Diffusion's) — the source word's map is shared out over the new tokens, 1/n each, so the
+# word's attention mass stays what it was; and everything after it shifts: the target's end token (at
+# `prompt_length(target) − 1`) and the padding after it take the source's end token and padding, position for
+# position, clipped at `max_len − 1`. (The official code maps them by position instead, which misaligns every later
+# token after such a swap: vp2p's deviation, see the README.) The start token (position 0) maps to itself.
+# `token_spans(prompt, tokenizer)` gives each word's token positions. Compared with
+# `vp2p.alignment.replacement_mapper`.
+
+# %% nbgrader={"grade": false, "grade_id": "replacement_mapper", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def replacement_mapper(source, target, tokenizer, max_len):
+    """(max_len, max_len) M for a word swap between prompts with the same number of words: M[i, j] is the share
+    of source token i's map in target token j's."""
+    ### BEGIN SOLUTION
+    mapper = torch.zeros(max_len, max_len)
+    mapper[0, 0] = 1  # the start token
+    for src, tgt in zip(token_spans(source, tokenizer), token_spans(target, tokenizer)):
+        if len(src) == len(tgt):
+            for i, j in zip(src, tgt):  # token k of the word to token k
+                mapper[i, j] = 1
+        else:
+            for j in tgt:  # the source word shared out over the new tokens
+                mapper[src, j] = 1 / len(tgt)
+    src_end, tgt_end = prompt_length(source, tokenizer) - 1, prompt_length(target, tokenizer) - 1
+    for k in range(max_len - tgt_end):  # the end token and the padding, shifted by the change in length
+        mapper[min(src_end + k, max_len - 1), tgt_end + k] = 1
+    return mapper
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "check_replacement_mapper", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
+exercises.check("replacement_mapper", replacement_mapper)
+
+
+# %% [markdown]
+# ### Exercise 2 · LocalBlend: the mask from the blend words' maps
+#
+# Section 3 showed the blend masks; now compute one. Given the stored cross-attention maps, averaged over the
+# steps so far — (branches, frames, h, w, tokens), branch 0 the source — and, per branch, the token positions of
+# its blend words: per branch and frame, sum the blend tokens' maps, **max-pool 3×3** (stride 1, padding 1: it
+# widens the region by one cell), upsample to the latent size with `mode="nearest"`, divide by **that frame's**
+# maximum (an object that is faint in one frame must not vanish from its mask), keep what is above the threshold,
+# and take each target's mask **together with the source's** — the old object's place must be redrawn too, or a
+# circle turned into a small square leaves a ghost of the circle. Compared with `vp2p.controllers.LocalBlend.mask`.
+
+# %% nbgrader={"grade": false, "grade_id": "blend_mask", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def blend_mask(maps, token_indices, latent_size, threshold=0.3):
+    """LocalBlend's mask, bool (branches, frames, H, W), from ``maps`` (branches, frames, h, w, tokens);
+    ``token_indices[b]``: the blend words' token positions in branch b's prompt; ``latent_size``: (H, W)."""
+    ### BEGIN SOLUTION
+    score = torch.stack([maps[b, ..., indices].sum(-1) for b, indices in enumerate(token_indices)])  # (B, F, h, w)
+    score = F.max_pool2d(score, kernel_size=3, stride=1, padding=1)
+    score = F.interpolate(score, size=latent_size, mode="nearest")
+    score = score / score.amax(dim=(-2, -1), keepdim=True).clamp_min(1e-12)  # each frame by its own maximum
+    mask = score > threshold
+    return mask | mask[:1]  # every target's mask includes the source's
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "check_blend_mask", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
+exercises.check("blend_mask", blend_mask)
 
 # %% [markdown]
 # **Next:** [05 · Refinement](05_refinement.ipynb) — add words instead of swapping them.

@@ -65,7 +65,7 @@ else:  # ← your clip: describe it, add words to the object, add a style
     BLEND, NEW_WORD, SHOWN = ["rabbit", "rabbit"], "origami", ["origami", "rabbit"]
 CROSS = 0.8  # cross_replace_steps for refinements (SHOWN: the words whose maps section 1 shows)
 
-FIGURES = course.project_dir() / "figures"
+FIGURES = course.figures_dir()  # the user cache; `vp2p course --build` writes the repository's figures/
 pipe = vp2p.load_pipeline(MODEL)
 settings = course.settings(pipe)
 frames = course.clip(pipe, VIDEO)
@@ -119,5 +119,83 @@ if MODEL == "toy" and VIDEO is None:
 # %% [markdown]
 # For a global edit the background PSNR is *supposed* to drop: the whole clip changes. For a local one it should
 # stay high — that is the local blend at work.
+
+# %% [markdown]
+# ## Exercises
 #
+# Now write the heart of this stage yourself. Each exercise is a function whose signature and docstring are given:
+# write its body in the solution cell, run it, then run the check below it. The check calls your function and
+# vp2p's own on small inputs — real prompts through the toy model's tokenizer, random attention maps of several
+# shapes — and, when they disagree, says what is wrong. The exercises need nothing computed above — only the
+# imports of the next cell.
+#
+# (The notebook in the repository holds solutions between `### BEGIN SOLUTION` and `### END SOLUTION`;
+# `vp2p course --student DIR` writes the student version, where they are replaced by `raise NotImplementedError`.)
+
+# %% nbgrader={"grade": false, "grade_id": "05_exercises_setup", "locked": true, "schema_version": 3, "solution": false, "task": false}
+import torch
+
+from vp2p import exercises
+from vp2p.alignment import align_sequences
+
+
+# %% [markdown]
+# ### Exercise 1 · Refine: which target tokens have a source partner
+#
+# Refinement aligns the two **token sequences** — start and end tokens included — with a global alignment
+# (Needleman–Wunsch; `align_sequences(source_ids, target_ids)` is given: for each target token, the source
+# position it matches, or `None` for an inserted token). Turn the alignment into two vectors of length `max_len`:
+# `mapper[j]`, the source position target token j takes its map from, and `alphas[j]`, 1 where it takes it and 0
+# where it keeps its own (an inserted word; its mapper entry is then never read — vp2p puts 0). Past the end of the
+# target prompt (the padding), position j takes position j. With "a red circle …" → "a red **striped** circle …",
+# "circle" and every later token point one position back; "striped" keeps its own map, which is what lets it draw
+# stripes where it belongs. Compared with `vp2p.alignment.refinement_mapper`.
+
+# %% nbgrader={"grade": false, "grade_id": "refinement_mapper", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def refinement_mapper(source, target, tokenizer, max_len):
+    """(mapper, alphas), both (max_len,): target token j takes source token mapper[j]'s map where alphas[j] is 1,
+    and keeps its own where alphas[j] is 0."""
+    ### BEGIN SOLUTION
+    aligned = align_sequences(tokenizer(source).input_ids, tokenizer(target).input_ids)
+    mapper, alphas = torch.arange(max_len), torch.ones(max_len)  # the padding: position j takes position j
+    for j, i in enumerate(aligned):
+        if i is None:
+            mapper[j], alphas[j] = 0, 0.0  # an inserted token keeps its own map
+        else:
+            mapper[j] = i
+    return mapper, alphas
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "check_refinement_mapper", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
+exercises.check("refinement_mapper", refinement_mapper)
+
+
+# %% [markdown]
+# ### Exercise 2 · Refine: aligned tokens take the source's maps
+#
+# During the injection steps each target branch's cross-attention maps become: for token j with alpha 1, the
+# source's map of token `mapper[j]`; for token j with alpha 0, its own. Maps are (frames, heads, queries, tokens)
+# for the source and (targets, frames, heads, queries, tokens) for the targets — every target prompt has its own
+# mapper and alphas row. This is what keeps the layout and the motion of a refined clip: every word the prompts
+# share looks where it looked in the source, frame by frame. Compared with `vp2p.controllers.refine_maps`.
+
+# %% nbgrader={"grade": false, "grade_id": "refine_maps", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def refine_maps(source, targets, mappers, alphas):
+    """The targets' new maps (targets, frames, heads, queries, tokens) from the source's maps ``source`` (frames,
+    heads, queries, tokens), their own ``targets``, and ``mappers``, ``alphas`` (targets, tokens)."""
+    ### BEGIN SOLUTION
+    refined = []
+    for b in range(targets.shape[0]):
+        taken = source[..., mappers[b]]  # token j <- the source's token mappers[b, j]
+        alpha = alphas[b].to(source)  # broadcasts over the last axis: one value per token
+        refined.append(taken * alpha + targets[b] * (1 - alpha))
+    return torch.stack(refined)
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "check_refine_maps", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
+exercises.check("refine_maps", refine_maps)
+
+# %% [markdown]
 # **Next:** [06 · Reweighting](06_reweighting.ipynb) — turn a word up or down.

@@ -61,7 +61,7 @@ else:  # ← your clip: describe it, add a word, name the object in both prompts
     SWAP, SWAP_WORD, SWAP_BLEND = "a cat is jumping on the grass", "cat", ["rabbit", "cat"]
 WEIGHTS = [0.0, 0.5, 1.0, 2.0, 4.0]
 
-FIGURES = course.project_dir() / "figures"
+FIGURES = course.figures_dir()  # the user cache; `vp2p course --build` writes the repository's figures/
 pipe = vp2p.load_pipeline(MODEL)
 settings = course.settings(pipe)
 frames = course.clip(pipe, VIDEO)
@@ -106,9 +106,10 @@ if MODEL == "toy" and VIDEO is None:
     print("attribute strength:", {w: round(float(v), 3) for w, v in zip(WEIGHTS, strength)})
 
 # %% [markdown]
-# **What the toy model shows.** At weight 0 the circle comes out plain, at 0.5 faint stripes appear, at 1 the
-# ordinary refinement, at 2 darker, more contrasted stripes: the measured strength climbs from about 0.15 to 1.1
-# (on 20 held-out videos, `vp2p toy-bench` measures 0.12, 0.40, 0.70, 0.97 at weights 0, 0.5, 1, 2). At 4 the edit
+# **What the toy model shows.** At weight 0 the circle comes out plain, at 0.5 the stripes appear, at 1 the
+# ordinary refinement. On this clip weight 2 is already past the toy's range: the stripes break up and in the later
+# frames the circle comes apart, and the measured strength stops rising (0.26, 0.67, 0.88, 0.89 at weights 0, 0.5,
+# 1, 2 when this was written; on 20 held-out videos `vp2p toy-bench` measures 0.13, 0.43, 0.66, 0.91). At 4 the edit
 # breaks: the whole frame goes grey, the background too, although LocalBlend keeps the source's latents there.
 # Reweighting does not renormalise: the toy model's object words hold most of the attention inside the object, so
 # ×4 roughly doubles the cross-attention output there, those latents leave the range the model was trained on, and
@@ -133,3 +134,70 @@ if MODEL == "toy" and VIDEO is None:
 general = widgets.EditWidget(pipe, run, settings, SWAP, blend_words=SWAP_BLEND, eq_params={SWAP_WORD: 2.0})
 general.update()
 general.show()
+
+# %% [markdown]
+# ## Exercises
+#
+# Now write the heart of this stage yourself. Each exercise is a function whose signature and docstring are given:
+# write its body in the solution cell, run it, then run the check below it. The check calls your function and
+# vp2p's own on small inputs — random attention maps of several shapes, real prompts through the toy model's
+# tokenizer — and, when they disagree, says what is wrong. The exercises need nothing computed above — only the
+# imports of the next cell.
+#
+# (The notebook in the repository holds solutions between `### BEGIN SOLUTION` and `### END SOLUTION`;
+# `vp2p course --student DIR` writes the student version, where they are replaced by `raise NotImplementedError`.)
+
+# %% nbgrader={"grade": false, "grade_id": "06_exercises_setup", "locked": true, "schema_version": 3, "solution": false, "task": false}
+import torch
+
+from vp2p import exercises
+from vp2p.alignment import token_spans
+
+
+# %% [markdown]
+# ### Exercise 1 · Reweight: scale chosen tokens' columns
+#
+# Reweight takes the target maps its base rule gives (Replace or Refine) and multiplies the **column** of every
+# chosen token — its attention at every query position, in every head and frame — by the token's weight. An
+# *equalizer* row per target prompt holds the weights: 1 for most tokens, e.g. 2 at "striped". Nothing is
+# renormalised afterwards: a weight of 2 really doubles how much the image attends to the word, which is why the
+# sweep above works — and why 4 overdrives the toy model. Maps are (targets, frames, heads, queries, tokens), the
+# equalizer (targets, tokens). Compared with `vp2p.controllers.reweight_maps`.
+
+# %% nbgrader={"grade": false, "grade_id": "reweight_maps", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def reweight_maps(maps, equalizer):
+    """``maps`` (targets, frames, heads, queries, tokens) with token column j of target b multiplied by
+    ``equalizer[b, j]`` (targets, tokens)."""
+    ### BEGIN SOLUTION
+    weights = equalizer.to(maps)[:, None, None, None, :]  # the same weight in every frame, head and query
+    return maps * weights
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "check_reweight_maps", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
+exercises.check("reweight_maps", reweight_maps)
+
+
+# %% [markdown]
+# ### Exercise 2 · Reweight: the equalizer of a prompt
+#
+# `eq_params={"striped": 2.0}` names words; the controller needs token positions. Build one equalizer row: ones
+# (`max_len` of them), with each named word's weight at **every token** of the word — a word outside the toy
+# vocabulary splits into characters, "crimson" into 6 tokens — and at **every occurrence** of it in the prompt.
+# `token_spans(prompt, tokenizer)` gives, for each space-separated word, its token positions (position 0 is the
+# start token). Compared with `vp2p.editing.equalizer`.
+
+# %% nbgrader={"grade": false, "grade_id": "equalizer", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def equalizer(prompt, weights, tokenizer, max_len):
+    """(max_len,): ones, with ``weights[word]`` at the token positions of every occurrence of each word."""
+    ### BEGIN SOLUTION
+    eq = torch.ones(max_len)
+    for word, span in zip(prompt.split(), token_spans(prompt, tokenizer)):
+        if word in weights:
+            eq[span] = float(weights[word])
+    return eq
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "check_equalizer", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
+exercises.check("equalizer", equalizer)

@@ -70,9 +70,76 @@ def test_attention_grid_columns_are_the_prompt_words_and_zero_maps_stay_finite(t
     maps[1] = 0  # an all-zero map must not become NaN
     fig = viz.attention_grid(maps, labels, video=smooth_video(2), masks=torch.ones(2, 16, 16, dtype=torch.bool))
     words = len(labels) - 2
-    assert len(fig.axes) == 2 * (words + 1)
+    assert len(fig.axes) == 2 * (words + 1) + 1  # + the colour bar
     assert [ax.get_title() for ax in fig.axes[: words + 1]] == labels[1:-1] + ["blend mask"]
     assert_finite_images(fig)
+    for scaling in viz.SCALINGS:
+        assert_finite_images(viz.attention_grid(maps, labels, scaling=scaling))
+
+
+def map_images(fig):
+    """The attention maps a grid drew (2-D images; frames are RGB, and the blend masks are left out)."""
+    return [im for ax in fig.axes for im in ax.get_images() if im.get_array().ndim == 2 and ax.get_title() != "blend mask"
+            and im.get_cmap().name != "gray"]
+
+
+def test_attention_grid_states_and_applies_its_colour_scale():
+    labels = ["<s>", "red", "circle", "</s>"]
+    maps = np.zeros((2, 4, 4, 4))
+    maps[0, 1, 1, 1], maps[1, 2, 2, 1] = 0.5, 0.25  # 'red': strong in frame 0, weaker in frame 1
+    maps[0, 0, 0, 2], maps[1, 3, 3, 2] = 0.1, 0.05  # 'circle': weak everywhere
+    shared = viz.attention_grid(maps, labels)
+    images = map_images(shared)  # row by row: (frame 0: red, circle), (frame 1: red, circle)
+    assert len(images) == 4
+    assert all(im.norm.vmin == 0 and im.norm.vmax == pytest.approx(0.5) for im in images)  # one scale for all
+    assert np.allclose(images[1].get_array(), maps[0, ..., 2]) and np.allclose(images[2].get_array(), maps[1, ..., 1])
+    bar = shared.axes[-1]
+    assert "one scale for all maps" in bar.get_ylabel() and bar.get_ylim()[1] == pytest.approx(0.5)
+    assert shared.get_suptitle().endswith("shared scale")
+    per_map = viz.attention_grid(maps, labels, scaling="per map", title="t")
+    images = map_images(per_map)
+    assert [float(im.get_array().max()) for im in images] == [1.0, 1.0, 1.0, 1.0]  # each map to its own maximum
+    assert all(im.norm.vmax == 1 for im in images)
+    assert np.allclose(images[3].get_array(), maps[1, ..., 2] / 0.05)
+    assert "own maximum" in per_map.axes[-1].get_ylabel() and per_map.get_suptitle() == "t — per map scale"
+    with pytest.raises(ValueError, match="scaling"):
+        viz.attention_grid(maps, labels, scaling="log")
+
+
+def test_overlay_leaves_unattended_pixels_of_the_frame_untouched():
+    maps = np.zeros((1, 4, 4, 3))
+    maps[0, 1:3, 1:3, 1] = [[0.2, 0.4], [0.4, 0.8]]
+    video = np.full((1, 16, 16, 3), 200, dtype=np.uint8)
+    fig = viz.attention_grid(maps, ["<s>", "circle", "</s>"], video=video)
+    frame, overlay = fig.axes[0].get_images()
+    assert frame.get_array().shape == (16, 16, 3)
+    alpha = np.asarray(overlay.get_alpha())
+    assert alpha.shape == (4, 4) and alpha[0, 0] == 0  # no attention: fully transparent, the frame as it is
+    assert np.allclose(alpha, maps[0, ..., 1] / 0.8 * viz.OVERLAY_OPACITY)  # opacity proportional to attention
+    # drawn: a pixel outside the map's support keeps the frame's colour exactly
+    fig.canvas.draw()
+    pixels = np.asarray(fig.canvas.buffer_rgba())
+    box = fig.axes[0].get_window_extent()
+    corner = pixels[int(fig.bbox.height - box.y1) + 4, int(box.x0) + 4, :3]
+    assert list(corner) == [200, 200, 200]
+
+
+def test_attention_diff_and_temporal_views():
+    labels = ["<s>", "blue", "circle", "</s>"]
+    diff = np.zeros((2, 4, 4, 4))
+    diff[0, 0, 0, 1], diff[1, 1, 1, 2] = 0.3, -0.6
+    fig = viz.attention_diff(diff, labels, video=smooth_video(2))
+    maps = [im for ax in fig.axes[:-1] for im in ax.get_images() if im.get_array().ndim == 2]
+    assert len(maps) == 4 and all(im.norm.vmin == -0.6 and im.norm.vmax == 0.6 for im in maps)  # symmetric
+    assert [ax.get_title() for ax in fig.axes[:3]] == ["frame", "blue", "circle"]
+    assert "target − source" in fig.axes[-1].get_ylabel()
+    matrix = np.full((3, 3), 1 / 3)
+    fig = viz.temporal_attention(matrix, smooth_video(3), (0.25, 0.75))
+    heat = fig.axes[3].get_images()[0]
+    assert np.allclose(heat.get_array(), matrix) and fig.axes[3].get_ylabel() == "query frame"
+    marker = fig.axes[0].lines[0]
+    assert marker.get_xdata()[0] == pytest.approx(0.75 * 32 - 0.5) and marker.get_ydata()[0] == pytest.approx(7.5)
+    assert "attention probability" in fig.axes[-1].get_ylabel()
 
 
 def test_frame_attention_masks_over_steps_and_small_plots():
@@ -230,3 +297,43 @@ def test_weight_widget_caches_each_weight(prepared):
     w.controls["weight"].value = 2.0
     assert set(w.edits) == {0.0, 1.0, 2.0} and float(w.last_edit.controller.target_maps.equalizer[0, 3]) == 2.0
     assert w.figure.axes[FRAMES].get_ylabel() == "'striped' × 2"
+
+
+def test_attention_debug_widget_layer_head_step_branch_and_views(prepared, tok):
+    from vp2p.recorder import recorded_edit
+
+    pipe, run, _ = prepared
+    result = recorded_edit(pipe, run, [SOURCE, TARGET], SETTINGS, blend_words=["circle", "circle"])
+    recorder = result.controller
+    w = widgets.AttentionDebugWidget(result, tok)
+    c = w.controls
+    assert c["step"].options == tuple(range(STEPS)) and c["step"].value == STEPS - 1
+    assert c["layer"].value == ("resolution", 16)  # the mean of the finest recorded layers first
+    maps = w.update()
+    assert torch.allclose(maps, recorder.cross_maps(step=STEPS - 1, branch=1, resolution=16))
+    words = len(viz.token_labels(tok, TARGET)) - 2
+    assert [ax.get_title() for ax in w.figure.axes[: words + 1]] == viz.token_labels(tok, TARGET)[1:-1] + [
+        "blend mask"]  # blending ran at every step (blend_start=0): the mask of that step is shown
+    name = "down_blocks.0.attentions.0.transformer_blocks.0.block.attn2"
+    c["layer"].value = ("layer", name)  # each change redraws through the observers
+    c["head"].value = 1
+    c["step"].value = 1
+    c["branch"].value = 0
+    assert torch.allclose(w.data, recorder.cross_maps(step=1, branch=0, layer=name, head=1))
+    assert "head 1" in w.figure.get_suptitle() and "step 1" in w.figure.get_suptitle()
+    c["view"].value = "diff"  # on the source branch: said in the status line
+    assert "choose a target branch" in w.status.value
+    c["branch"].value = 1
+    assert w.status.value == "" and torch.allclose(w.data, recorder.diff_maps(step=1, layer=name, head=1))
+    c["view"].value = "temporal"
+    assert c["layer"].value == ("resolution", 16) and c["row"].layout.display == ""
+    c["row"].value, c["column"].value = 0.9, 0.1
+    assert torch.allclose(w.data, recorder.pixel_temporal((0.9, 0.1), step=1, branch=1, resolution=16))
+    assert w.data.shape == (FRAMES, FRAMES)
+    app = w.app()
+    assert w.image.value[:4] == b"\x89PNG" and app.children[-1] is w.image
+    before = w.image.value
+    c["column"].value = 0.6
+    assert w.image.value != before  # the app's image follows the controls
+    with pytest.raises(ValueError, match="AttentionRecorder"):
+        widgets.AttentionDebugWidget(widgets.EditWidget(pipe, run, SETTINGS, TARGET).update(), tok)

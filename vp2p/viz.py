@@ -51,30 +51,68 @@ def video_strip(videos: dict[str, np.ndarray], frames: list[int] | None = None, 
     return fig
 
 
+SCALINGS = ("shared", "per map")
+OVERLAY_OPACITY = 0.85  # opacity of a map at its scale's maximum; zero attention is fully transparent
+
+
+def _overlay(ax, frame: np.ndarray, m: np.ndarray, vmax: float, cmap: str = "turbo"):
+    """The frame untouched, the map over it with opacity proportional to its value (a uniform semi-transparent
+    layer would tint and darken every pixel, attended or not)."""
+    ax.imshow(frame, extent=(0, 1, 1, 0))
+    opacity = np.clip(m / max(vmax, 1e-12), 0.0, 1.0) * OVERLAY_OPACITY
+    ax.imshow(m, cmap=cmap, vmin=0, vmax=vmax, alpha=opacity, extent=(0, 1, 1, 0))
+
+
+def scaled_maps(maps: np.ndarray, scaling: str) -> tuple[np.ndarray, float, str]:
+    """Maps (..., h, w) as shown: ``"shared"`` (one colour scale, 0 to the largest value of all maps: maps compare)
+    or ``"per map"`` (each divided by its own maximum: shapes compare, strengths do not). Returns (maps, top of the
+    scale, colour-bar label)."""
+    if scaling not in SCALINGS:
+        raise ValueError(f"scaling={scaling!r}; choose one of {SCALINGS}")
+    if scaling == "per map":
+        tops = np.maximum(maps.max(axis=(-2, -1), keepdims=True), 1e-12)
+        return maps / tops, 1.0, "attention ÷ each map's own maximum (per-map scale)"
+    return maps, max(float(maps.max()), 1e-12), "attention probability (one scale for all maps)"
+
+
+def _colorbar(fig, axes, vmin: float, vmax: float, cmap: str, label: str):
+    mappable = matplotlib.cm.ScalarMappable(norm=matplotlib.colors.Normalize(vmin, vmax), cmap=cmap)
+    bar = fig.colorbar(mappable, ax=axes, shrink=0.8, aspect=30, pad=0.02)
+    bar.set_label(label, fontsize=8)
+    bar.ax.tick_params(labelsize=7)
+    return bar
+
+
+def _blank(ax):
+    ax.set_xticks([]), ax.set_yticks([])
+
+
 def attention_grid(maps, labels: list[str], tokens: list[int] | None = None, frames: list[int] | None = None,
-                   video: np.ndarray | None = None, masks=None, title: str = "", scale: float = 1.1):
+                   video: np.ndarray | None = None, masks=None, title: str = "", scale: float = 1.1,
+                   scaling: str = "shared", cmap: str = "turbo"):
     """Rows = frames, columns = tokens: each frame's cross-attention map of each token (maps: (F, h, w, T)).
 
-    Every map is normalised by its own maximum; with ``video`` the map is laid over the frame. ``masks``
-    (F, H, W) adds a last column with each frame's blend mask.
+    ``scaling``: ``"shared"`` (default: one colour scale for every map of the grid, so a weak token looks weak)
+    or ``"per map"`` (each map scaled to its own maximum); the colour bar and the title say which. With ``video``
+    the map is laid over the frame with opacity proportional to the attention (the frame is not darkened).
+    ``masks`` (F, H, W) adds a last column with each frame's blend mask.
     """
     maps = _numpy(maps)
     tokens = list(range(1, len(labels) - 1)) if tokens is None else tokens  # words, not start/end tokens
     frames = list(range(maps.shape[0])) if frames is None else frames
+    shown = np.moveaxis(maps[frames][..., tokens], -1, 1)  # (rows, columns, h, w)
+    shown, vmax, label = scaled_maps(shown, scaling)
     columns = len(tokens) + (masks is not None)
-    fig, axes = plt.subplots(len(frames), columns, figsize=(scale * columns, scale * len(frames) + 0.4),
-                             squeeze=False)
+    fig, axes = plt.subplots(len(frames), columns, figsize=(scale * columns + 1.0, scale * len(frames) + 0.5),
+                             squeeze=False, layout="constrained")
     for r, f in enumerate(frames):
         for c, t in enumerate(tokens):
             ax = axes[r, c]
-            m = maps[f, :, :, t]
-            m = m / max(m.max(), 1e-12)
             if video is not None:
-                ax.imshow(video[f], extent=(0, 1, 1, 0))
-                ax.imshow(m, cmap="jet", alpha=0.55, extent=(0, 1, 1, 0), vmin=0, vmax=1)
+                _overlay(ax, video[f], shown[r, c], vmax, cmap)
             else:
-                ax.imshow(m, cmap="viridis", vmin=0, vmax=1)
-            ax.set_xticks([]), ax.set_yticks([])
+                ax.imshow(shown[r, c], cmap=cmap, vmin=0, vmax=vmax)
+            _blank(ax)
             if r == 0:
                 ax.set_title(labels[t] if t < len(labels) else f"#{t}", fontsize=9)
             if c == 0:
@@ -82,12 +120,72 @@ def attention_grid(maps, labels: list[str], tokens: list[int] | None = None, fra
         if masks is not None:
             ax = axes[r, -1]
             ax.imshow(_numpy(masks[f]).astype(np.float32), cmap="gray", vmin=0, vmax=1)
-            ax.set_xticks([]), ax.set_yticks([])
+            _blank(ax)
             if r == 0:
                 ax.set_title("blend mask", fontsize=9)
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+    _colorbar(fig, axes, 0.0, vmax, cmap, label)
+    fig.suptitle(f"{title} — {scaling} scale" if title else f"{scaling} scale", fontsize=10)
+    return fig
+
+
+def attention_diff(diff, labels: list[str], tokens: list[int] | None = None, frames: list[int] | None = None,
+                   video: np.ndarray | None = None, title: str = "", scale: float = 1.1):
+    """Rows = frames, columns = tokens: target minus source cross-attention (diff: (F, h, w, T), e.g.
+    ``AttentionRecorder.diff_maps``). Red: the target attends more there, blue: less, white: the same (where the
+    source's maps were injected). One symmetric colour scale for the whole grid; ``video`` adds the frames as a
+    first column (beside the maps, not under them)."""
+    diff = _numpy(diff)
+    tokens = list(range(1, len(labels) - 1)) if tokens is None else tokens
+    frames = list(range(diff.shape[0])) if frames is None else frames
+    shown = np.moveaxis(diff[frames][..., tokens], -1, 1)
+    top = max(float(np.abs(shown).max()), 1e-12)
+    first = int(video is not None)
+    fig, axes = plt.subplots(len(frames), len(tokens) + first, squeeze=False, layout="constrained",
+                             figsize=(scale * (len(tokens) + first) + 1.0, scale * len(frames) + 0.5))
+    for r, f in enumerate(frames):
+        if video is not None:
+            axes[r, 0].imshow(video[f])
+            _blank(axes[r, 0])
+            if r == 0:
+                axes[r, 0].set_title("frame", fontsize=9)
+        for c, t in enumerate(tokens):
+            ax = axes[r, c + first]
+            ax.imshow(shown[r, c], cmap="RdBu_r", vmin=-top, vmax=top)
+            _blank(ax)
+            if r == 0:
+                ax.set_title(labels[t] if t < len(labels) else f"#{t}", fontsize=9)
+        axes[r, 0].set_ylabel(f"frame {f}", fontsize=8)
+    _colorbar(fig, axes[:, first:], -top, top, "RdBu_r", "target − source attention (one symmetric scale)")
+    fig.suptitle(title or "target − source cross-attention", fontsize=10)
+    return fig
+
+
+def temporal_attention(matrix, video: np.ndarray, pixel: tuple[float, float], title: str = "",
+                       scale: float = 1.1):
+    """The temporal attention of one pixel: top, the frames with the pixel marked; below, the (F query, F key)
+    matrix — row i: how frame i's pixel spreads its attention over the same pixel in every frame."""
+    matrix = _numpy(matrix)
+    count = matrix.shape[0]
+    fig = plt.figure(figsize=(scale * count + 0.5, scale * count * 0.5 + scale + 0.8), layout="constrained")
+    top, bottom = fig.subfigures(2, 1, height_ratios=[1, 0.5 * count])  # two layouts: the bar moves no frame
+    height, width = video.shape[1:3]
+    for f, ax in enumerate(top.subplots(1, count, squeeze=False)[0]):
+        ax.imshow(video[f])
+        ax.plot([pixel[1] * width - 0.5], [pixel[0] * height - 0.5], marker="+", color="yellow", markersize=10,
+                mew=2)
+        ax.set_title(f"frame {f}", fontsize=8)
+        _blank(ax)
+    ax = bottom.subplots()
+    image = ax.imshow(matrix, cmap="viridis", vmin=0, vmax=max(float(matrix.max()), 1e-12))
+    for (i, j), value in np.ndenumerate(matrix):
+        ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=6,
+                color="white" if value < 0.6 * matrix.max() else "black")
+    ax.set_xticks(range(count)), ax.set_yticks(range(count))
+    ax.set_xlabel("key frame (looked at)", fontsize=8), ax.set_ylabel("query frame", fontsize=8)
+    ax.tick_params(labelsize=7)
+    bar = bottom.colorbar(image, ax=ax, shrink=0.9)
+    bar.set_label("attention probability (one scale)", fontsize=8)
+    fig.suptitle(title or f"temporal attention at pixel (row {pixel[0]:.2f}, column {pixel[1]:.2f})", fontsize=10)
     return fig
 
 
@@ -191,9 +289,7 @@ def frame_attention(maps, video: np.ndarray, points=None, title: str = "", scale
             r, c = points[f] if len(points) == count else points[0]
             top.plot([c * width - 0.5], [r * height - 0.5], marker="+", color="yellow", markersize=10, mew=2)
         top.set_title(f"frame {f}", fontsize=8)
-        bottom.imshow(video[0], extent=(0, 1, 1, 0))
-        m = maps[f] / max(float(maps[f].max()), 1e-12)
-        bottom.imshow(m, cmap="jet", alpha=0.55, extent=(0, 1, 1, 0), vmin=0, vmax=1)
+        _overlay(bottom, video[0], maps[f] / max(float(maps[f].max()), 1e-12), 1.0, cmap="jet")
         for ax in (top, bottom):
             ax.set_xticks([]), ax.set_yticks([])
     axes[0, 0].set_ylabel("query in frame i", fontsize=8)
@@ -228,6 +324,15 @@ def masks_over_steps(masks, steps: list[int] | None = None, labels: list[str] | 
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def png_bytes(fig, dpi: int = 80) -> bytes:
+    """The figure as PNG bytes (for an ``ipywidgets.Image`` in an app)."""
+    import io
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
+    return buffer.getvalue()
 
 
 def save(fig, path, overwrite: bool = True, dpi: int = 110) -> Path:

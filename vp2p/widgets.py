@@ -10,6 +10,11 @@ and scripts drive them from Python::
 
 ``show()`` displays the figure through a display handle: in a live notebook each update replaces it in place;
 executed without a front end (CI, nbconvert) the cell keeps the figure of the defaults as a static output.
+``app()`` gives the same panel as one widget whose figure is a PNG image (for apps: the studio, Voilà).
+
+Panels: ``EditWidget`` (edit a prepared run), ``AttentionWidget`` (per-token maps, mean over heads, layers and
+steps so far), ``AttentionDebugWidget`` (what an ``AttentionRecorder`` kept: one layer, head, step and branch;
+the temporal attention of a pixel; target − source), ``WeightWidget`` (reweight one word).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import matplotlib.pyplot as plt
 
 from vp2p import viz
 from vp2p.editing import parse_weights  # noqa: F401  (part of the panels' API)
+from vp2p.recorder import AttentionRecorder, recorded_edit
 from vp2p.workflow import Run, Settings, edit_run
 
 
@@ -39,22 +45,29 @@ def parse_words(text: str) -> list[str]:
 
 
 class FigurePanel:
-    """Base of the panels: controls, a status line, and a figure redrawn by ``update``."""
+    """Base of the panels: controls, a status line, and a figure redrawn by ``update``.
+
+    Two ways to show it: ``show()`` (notebooks: the figure through a display handle) or ``app()`` (a widget tree
+    whose figure is a PNG in an ``Image`` widget — for apps served with Voilà and panels inside other panels).
+    """
 
     def __init__(self):
         self.controls: dict[str, widgets.Widget] = {}
         self.status = widgets.HTML()
         self.figure = None
+        self.image: widgets.Image | None = None
         self._handle = None
 
     def update(self):
         raise NotImplementedError
 
     def _redraw(self, fig):
-        plt.close(fig)  # shown through the display handle only, not again by the inline backend
+        plt.close(fig)  # shown through the display handle or the image only, not again by the inline backend
         self.figure = fig
         if self._handle is not None:
             self._handle.update(fig)
+        if self.image is not None:
+            self.image.value = viz.png_bytes(fig)
         return fig
 
     def _safe_update(self, *_):
@@ -64,7 +77,7 @@ class FigurePanel:
             self.update()
             self.status.value = ""
         except ValueError as error:
-            self.status.value = f"<b style='color:#b00020'>{html.escape(str(error))}</b>"
+            self.status.value = error_html(error)
 
     def box(self) -> widgets.VBox:
         return widgets.VBox(list(self.controls.values()) + [self.status])
@@ -78,6 +91,72 @@ class FigurePanel:
         display(self.box())
         self._handle = display(self.figure, display_id=True)
 
+    def app(self) -> widgets.VBox:
+        """The controls, the status line and the figure as one widget (the figure redrawn into it)."""
+        if self.image is None:
+            self.image = widgets.Image(format="png", layout=widgets.Layout(max_width="100%"))
+            if self.figure is None:
+                self.update()
+            else:
+                self.image.value = viz.png_bytes(self.figure)
+        return widgets.VBox([self.box(), self.image])
+
+
+def error_html(error: Exception) -> str:
+    """An error as the red status line of a panel (the message says what to do; no traceback)."""
+    return f"<b style='color:#b00020'>{html.escape(str(error))}</b>"
+
+
+def edit_controls(settings: Settings, source: str, target: str, blend_words=None, is_word_swap=True,
+                  eq_params=None, cross_replace_steps=None, self_replace_steps=None, threshold=None,
+                  decoupled: bool = True) -> dict[str, widgets.Widget]:
+    """The controls of an edit (name → widget): source (read-only) and target prompts, Replace/Refine, blend words
+    of each prompt, cross- and self-attention replacement steps, blend threshold, word weights, decoupled
+    guidance, and an Edit button (``run``). Defaults from ``settings``."""
+    blend = blend_words or ["", ""]
+    cross = settings.cross_replace_steps if cross_replace_steps is None else cross_replace_steps
+    if not isinstance(cross, (int, float)):
+        raise ValueError(f"the panel's slider takes one fraction for cross_replace_steps, got {cross!r}")
+    c = {}
+    c["source"] = widgets.Text(value=source, description="source (inverted)", disabled=True, **_wide())
+    c["target"] = widgets.Text(value=target, description="target prompt", **_wide())
+    c["mode"] = widgets.ToggleButtons(options=["Replace", "Refine"], value="Replace" if is_word_swap else "Refine",
+                                      description="edit type", style=_wide()["style"])
+    c["blend_source"] = widgets.Text(value=", ".join(_as_list(blend[0])), description="blend words (source)",
+                                     placeholder="e.g. circle — empty: no local blend", **_wide())
+    c["blend_target"] = widgets.Text(value=", ".join(_as_list(blend[1])), description="blend words (target)",
+                                     **_wide())
+    c["cross_replace_steps"] = widgets.FloatSlider(value=float(cross), description="cross replace steps",
+                                                   **_fraction())
+    c["self_replace_steps"] = widgets.FloatSlider(
+        value=float(settings.self_replace_steps if self_replace_steps is None else self_replace_steps),
+        description="self replace steps", **_fraction())
+    c["threshold"] = widgets.FloatSlider(value=float(settings.threshold if threshold is None else threshold),
+                                         description="blend threshold", **_fraction())
+    c["weights"] = widgets.Text(value=_weights_text(eq_params), description="word weights",
+                                placeholder="e.g. striped=2", **_wide())
+    c["decoupled"] = widgets.Checkbox(value=decoupled, description="decoupled guidance", **_wide())
+    c["run"] = widgets.Button(description="Edit", button_style="primary", icon="play")
+    return c
+
+
+def edit_options(controls: dict[str, widgets.Widget]) -> dict:
+    """The keyword arguments of ``recorder.recorded_edit`` (``workflow.edit_run``'s options and ``decoupled``)
+    that ``edit_controls`` stand for; a half-given blend is an error that says what to do."""
+    c = controls
+    source_words, target_words = parse_words(c["blend_source"].value), parse_words(c["blend_target"].value)
+    if bool(source_words) != bool(target_words):
+        raise ValueError("give blend words for both prompts (e.g. 'circle' and 'circle') or for neither")
+    options = dict(is_word_swap=c["mode"].value == "Replace", cross_replace_steps=c["cross_replace_steps"].value,
+                   self_replace_steps=c["self_replace_steps"].value, threshold=c["threshold"].value,
+                   decoupled=c["decoupled"].value)
+    if source_words:
+        options["blend_words"] = [source_words, target_words]
+    weights = parse_weights(c["weights"].value)
+    if weights:
+        options["eq_params"] = weights
+    return options
+
 
 class EditWidget(FigurePanel):
     """Edit a prepared ``run`` (``vp2p.workflow.prepare``) towards a target prompt; the figure shows the input,
@@ -90,53 +169,17 @@ class EditWidget(FigurePanel):
         super().__init__()
         self.pipe, self.run, self.settings = pipe, run, settings
         self.last_edit = None
-        blend = blend_words or ["", ""]
-        weights = _weights_text(eq_params)
-        cross = settings.cross_replace_steps if cross_replace_steps is None else cross_replace_steps
-        if not isinstance(cross, (int, float)):
-            raise ValueError(f"the panel's slider takes one fraction for cross_replace_steps, got {cross!r}")
-        c = self.controls
-        c["source"] = widgets.Text(value=run.inversion.prompt, description="source (inverted)", disabled=True,
-                                   **_wide())
-        c["target"] = widgets.Text(value=target, description="target prompt", **_wide())
-        c["mode"] = widgets.ToggleButtons(options=["Replace", "Refine"], value="Replace" if is_word_swap else "Refine",
-                                          description="edit type", style=_wide()["style"])
-        c["blend_source"] = widgets.Text(value=", ".join(_as_list(blend[0])), description="blend words (source)",
-                                         placeholder="e.g. circle — empty: no local blend", **_wide())
-        c["blend_target"] = widgets.Text(value=", ".join(_as_list(blend[1])), description="blend words (target)",
-                                         **_wide())
-        c["cross_replace_steps"] = widgets.FloatSlider(value=float(cross), description="cross replace steps",
-                                                       **_fraction())
-        c["self_replace_steps"] = widgets.FloatSlider(
-            value=float(settings.self_replace_steps if self_replace_steps is None else self_replace_steps),
-            description="self replace steps", **_fraction())
-        c["threshold"] = widgets.FloatSlider(value=float(settings.threshold if threshold is None else threshold),
-                                             description="blend threshold", **_fraction())
-        c["weights"] = widgets.Text(value=weights, description="word weights", placeholder="e.g. striped=2",
-                                    **_wide())
-        c["decoupled"] = widgets.Checkbox(value=decoupled, description="decoupled guidance", **_wide())
-        c["run"] = widgets.Button(description="Edit", button_style="primary", icon="play")
-        c["run"].on_click(self._safe_update)
+        self.controls.update(edit_controls(settings, run.inversion.prompt, target, blend_words, is_word_swap,
+                                           eq_params, cross_replace_steps, self_replace_steps, threshold, decoupled))
+        self.controls["run"].on_click(self._safe_update)
 
     def options(self) -> dict:
-        """The keyword arguments of ``edit_run`` the controls stand for."""
-        c = self.controls
-        source_words, target_words = parse_words(c["blend_source"].value), parse_words(c["blend_target"].value)
-        if bool(source_words) != bool(target_words):
-            raise ValueError("give blend words for both prompts (e.g. 'circle' and 'circle') or for neither")
-        options = dict(is_word_swap=c["mode"].value == "Replace", cross_replace_steps=c["cross_replace_steps"].value,
-                       self_replace_steps=c["self_replace_steps"].value, threshold=c["threshold"].value,
-                       decoupled=c["decoupled"].value)
-        if source_words:
-            options["blend_words"] = [source_words, target_words]
-        weights = parse_weights(c["weights"].value)
-        if weights:
-            options["eq_params"] = weights
-        return options
+        """The keyword arguments of ``recorder.recorded_edit`` the controls stand for."""
+        return edit_options(self.controls)
 
     def update(self):
         prompts = [self.run.inversion.prompt, self.controls["target"].value.strip()]
-        self.last_edit = edit_run(self.pipe, self.run, prompts, self.settings, progress=False, **self.options())
+        self.last_edit = recorded_edit(self.pipe, self.run, prompts, self.settings, record=False, **self.options())
         self._redraw(viz.video_strip({"input": self.run.inversion.frames, "source branch": self.last_edit.source,
                                       "edit": self.last_edit.edited}, title=f"→ '{prompts[1]}'"))
         return self.last_edit
@@ -169,6 +212,130 @@ class AttentionWidget(FigurePanel):
                                         video=self.edit.videos[branch] if self.overlay else None,
                                         title=f"'{prompt}': cross-attention, mean over steps 0–{step}"))
         return self.maps
+
+
+MEAN = "mean"  # the head control's "mean of the heads" (a Dropdown shows a None value as no selection)
+
+
+class AttentionDebugWidget(FigurePanel):
+    """One level below ``AttentionWidget``: what an ``AttentionRecorder`` kept during an edit (``vp2p.edit(...,
+    controller=AttentionRecorder(make_controller(...)))``), per layer, head, step and branch — not averaged away.
+
+    Views: ``"tokens"`` (each frame's cross-attention of each token, with that step's blend mask), ``"temporal"``
+    (the temporal attention of one pixel across frames), ``"diff"`` (target − source cross-attention: where the
+    edit injected the source's maps it is zero, where it changed attention it is not). The layer control offers
+    the mean of all layers at a resolution, or one layer (place, resolution, block); the head control the mean of
+    the heads or one head; the step slider one step.
+    """
+
+    VIEWS = (("cross-attention per token", "tokens"), ("temporal attention of a pixel", "temporal"),
+             ("target − source (cross-attention)", "diff"))
+
+    def __init__(self, edit, tokenizer, view: str = "tokens", step: int | None = None, branch: int = 1,
+                 scaling: str = "shared", pixel: tuple[float, float] = (0.5, 0.5)):
+        super().__init__()
+        recorder = edit.controller
+        if not isinstance(recorder, AttentionRecorder) or not recorder.recorded_steps():
+            raise ValueError("this edit kept no per-layer attention: edit with controller=vp2p.recorder."
+                             "AttentionRecorder(vp2p.make_controller(...))")
+        self.edit, self.tokenizer, self.recorder = edit, tokenizer, recorder
+        self.data = None
+        self._quiet = False
+        steps = recorder.recorded_steps()
+        branches = [("source", 0)] + [(f"target {i}" if len(edit.prompts) > 2 else "target", i)
+                                      for i in range(1, len(edit.prompts))]
+        style = _wide()["style"]
+        c = self.controls
+        c["view"] = widgets.Dropdown(options=self.VIEWS, value=view, description="view", **_wide())
+        c["layer"] = widgets.Dropdown(description="layer", **_wide())
+        c["head"] = widgets.Dropdown(description="head", style=style)
+        c["step"] = widgets.SelectionSlider(options=steps, value=steps[-1] if step is None else step,
+                                            description="step", continuous_update=False, **_wide())
+        c["branch"] = widgets.Dropdown(options=branches, value=branch, description="branch", style=style)
+        c["scaling"] = widgets.ToggleButtons(options=viz.SCALINGS, value=scaling, description="colour scale",
+                                             style=style)
+        c["row"] = widgets.FloatSlider(value=pixel[0], description="pixel row", **_fraction())
+        c["column"] = widgets.FloatSlider(value=pixel[1], description="pixel column", **_fraction())
+        self._layer_choices()
+        c["view"].observe(self._view_changed, names="value")
+        for name, control in c.items():
+            if name != "view":
+                control.observe(self._changed, names="value")
+
+    def kind(self) -> str:
+        return "temporal" if self.controls["view"].value == "temporal" else "cross"
+
+    def _layer_choices(self):
+        """Layer and head options of the view's kind (cross or temporal); shows only the controls the view uses."""
+        kind, c = self.kind(), self.controls
+        c["scaling"].layout.display = "" if c["view"].value == "tokens" else "none"
+        for name in ("row", "column"):
+            c[name].layout.display = "" if kind == "temporal" else "none"
+        if kind == getattr(self, "_kind", None):  # tokens ↔ diff: the same layers, keep the choice
+            return
+        layers = self.recorder.layers(kind)
+        if not layers:
+            raise ValueError(f"no {kind} attention was recorded in this edit; record it with "
+                             f"AttentionRecorder(kinds=[..., {kind!r}])")
+        means = [(f"mean of the {kind} layers at {r}×{r}", ("resolution", r)) for r in self.recorder.resolutions(kind)]
+        self._quiet = True  # one redraw after all the options changed, not one per option
+        c["layer"].options = means[::-1] + [(r.label, ("layer", r.name)) for r in layers]
+        c["layer"].value = means[-1][1]  # the finest resolution, all its layers
+        c["head"].options = [("mean of the heads", MEAN)] + [(f"head {h}", h)
+                                                              for h in range(min(r.heads for r in layers))]
+        c["head"].value = MEAN
+        self._quiet = False
+        self._kind = kind
+
+    def _view_changed(self, *_):
+        try:
+            self._layer_choices()
+        except ValueError as error:
+            self.status.value = error_html(error)
+            return
+        self._safe_update()
+
+    def _changed(self, *_):
+        if not self._quiet:
+            self._safe_update()
+
+    def selection(self) -> dict:
+        """The chosen step, branch, head and layer(s) as keyword arguments of the recorder's readers."""
+        c = self.controls
+        how, value = c["layer"].value
+        head = None if c["head"].value == MEAN else c["head"].value
+        return {"step": c["step"].value, "branch": c["branch"].value, "head": head, how: value}
+
+    def mask_at(self, step: int, branch: int):
+        """The blend mask (F, H, W) LocalBlend applied at ``step`` to ``branch``, or None (no blend at that step)."""
+        masks = self.edit.blend_masks
+        if masks is None:
+            return None
+        index = step - (self.recorder.num_steps - len(masks))  # blending runs from its start step to the end
+        return masks[index, branch] if 0 <= index < len(masks) else None
+
+    def update(self):
+        c, sel = self.controls, self.selection()
+        view, branch, step = c["view"].value, sel["branch"], sel["step"]
+        prompt, video = self.edit.prompts[branch], self.edit.videos[branch]
+        what = f"{c['layer'].label} · {c['head'].label} · step {step}"
+        if view == "temporal":
+            pixel = (c["row"].value, c["column"].value)
+            self.data = self.recorder.pixel_temporal(pixel, **sel)
+            fig = viz.temporal_attention(self.data, video, pixel, title=f"temporal attention · {what}")
+        elif view == "diff":
+            if branch == 0:
+                raise ValueError("the diff compares a target branch with the source: choose a target branch")
+            self.data = self.recorder.diff_maps(**sel)
+            fig = viz.attention_diff(self.data, viz.token_labels(self.tokenizer, prompt), video=video,
+                                     title=f"'{prompt}' − source · {what}")
+        else:
+            self.data = self.recorder.cross_maps(**sel)
+            fig = viz.attention_grid(self.data, viz.token_labels(self.tokenizer, prompt), video=video,
+                                     masks=self.mask_at(step, branch), scaling=c["scaling"].value,
+                                     title=f"'{prompt}' · {what}")
+        self._redraw(fig)
+        return self.data
 
 
 class WeightWidget(FigurePanel):
