@@ -27,16 +27,16 @@ def no_tuning(monkeypatch):
 
 
 BAD_SETTINGS = [
-    ({"tune_steps": -1}, "tune_steps=-1 must be a whole number >= 0: 0 skips tuning (official 500, toy 150)"),
-    ({"tune_steps": 2.5}, "tune_steps=2.5 must be a whole number >= 0: 0 skips tuning (official 500, toy 150)"),
+    ({"tune_steps": -1}, "tune_steps=-1 must be a whole number >= 0: 0 skips tuning (official 500, toy 50)"),
+    ({"tune_steps": 2.5}, "tune_steps=2.5 must be a whole number >= 0: 0 skips tuning (official 500, toy 50)"),
     ({"tune_lr": 0}, "tune_lr=0 must be a positive learning rate (official 3e-5, toy 1e-4)"),
     ({"method": "null text"}, "method='null text' must be one of null-text, null-text-per-frame, negative-prompt, "
                               "fast, ddim"),
     ({"num_steps": 0}, "num_steps=0 must be a whole number of DDIM steps >= 1 (official 50, toy 25)"),
     ({"guidance_scale": 0.5}, "guidance_scale=0.5 must be 1 or more: 1 is no guidance (official 7.5)"),
     ({"inner_steps": 0}, "inner_steps=0 must be a whole number of null-text steps >= 1 per DDIM step (official 10, "
-                         "toy 4)"),
-    ({"null_text_lr": -1e-2}, "null_text_lr=-0.01 must be a positive learning rate (official 1e-2, toy 4e-2)"),
+                         "toy 2)"),
+    ({"null_text_lr": -1e-2}, "null_text_lr=-0.01 must be a positive learning rate (official 1e-2, toy 8e-2)"),
     ({"cross_replace_steps": {"default_": 0.2, "blue": 2}},
      f"cross_replace_steps={{'default_': 0.2, 'blue': 2}} {WINDOW}, or a dict of those per word with 'default_' "
      "(official 0.2)"),

@@ -121,7 +121,7 @@ def test_edit_refuses_to_overwrite_results_before_the_long_stages(tiny_model_dir
 
 BAD_NUMBERS = [
     (["--steps", "0"], "--steps 0 must be a whole number of DDIM steps >= 1 (official 50, toy 25)"),
-    (["--tune-steps", "-1"], "--tune-steps -1 must be a whole number >= 0: 0 skips tuning (official 500, toy 150)"),
+    (["--tune-steps", "-1"], "--tune-steps -1 must be a whole number >= 0: 0 skips tuning (official 500, toy 50)"),
     (["--threshold", "5"], "--threshold 5.0 must be between 0 and 1, both excluded (official 0.3): the blend mask "
                            "keeps what is above this share of each frame's maximum, so at 1 or more it is empty and "
                            "the edit equals the reconstruction"),

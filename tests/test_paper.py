@@ -58,6 +58,18 @@ def test_rows_and_models_reject_what_they_cannot_run():
 def test_work_per_clip_counts_what_the_rows_share():
     assert paper.work_per_clip(paper.ROWS, edits_per_video=3) == {"tunings": 3, "inversions": 9, "null_text": 6,
                                                                    "edits": 33}
+    # the default run: Table 1's rows share one tuning; Table 2 adds nothing they do not invert already
+    assert paper.work_per_clip(paper.TABLE1_ROWS) == {"tunings": 1, "inversions": 5, "null_text": 4, "edits": 6}
+
+
+def test_default_rows_are_table_1_and_table_2_follows_the_rows():
+    assert [r.name for r in paper.TABLE1_ROWS] == list(paper.PAPER_TABLE1)
+    assert paper.rows_named(["all"]) == paper.ROWS
+    paper_three = ["DDIM", "null-text, per frame", "null-text, shared (Video-P2P)"]
+    assert list(paper.table2_methods(paper.TABLE1_ROWS)) == paper_three
+    assert list(paper.table2_methods(paper.ROWS)) == paper_three + ["fast", "negative prompt"]  # rows' order
+    # only Video-P2P's model's inversions join Table 2: the image model's per-frame one is Image-P2P's own
+    assert list(paper.table2_methods(paper.rows_named(["Image-P2P", "fast inversion"]))) == paper_three + ["fast"]
 
 
 def test_controller_options_follow_the_row():
@@ -121,17 +133,17 @@ def test_rows_share_tuning_and_inversions_and_a_second_run_recomputes_nothing(ti
     rows = paper.rows_named(["Video-P2P", "w/o MI", "w/o DG", "w/o SU", "TAV+DDIM"])
     run = dict(model=str(tiny_model_dir), videos=2, rows=rows, settings=TINY, frames=2, progress=False)
     tables = paper.run_paper(tmp_path / "out", **run)
-    # per clip: one tuning (the tuned video model; w/o MI is untuned); Table 2's five inversions of the tuned model
+    # per clip: one tuning (the tuned video model; w/o MI is untuned); Table 2's three inversions of the tuned model
     # serve Video-P2P and w/o DG (shared), w/o SU (per frame) and TAV+DDIM (ddim); plus w/o MI's own
-    assert calls == {"tune": 2, "invert": 12, "edit": 10}
+    assert calls == {"tune": 2, "invert": 8, "edit": 10}
     work = paper.work_per_clip(rows)
-    assert (work["tunings"], work["inversions"], work["edits"]) == (1, 6, 5)
+    assert (work["tunings"], work["inversions"], work["edits"]) == (1, 4, 5)
     assert tables["work"]["computed"]["tune"] == 2 and tables["work"]["computed"]["edit"] == 10
     assert [c["edits"][0]["kind"] for c in tables["clips"]] == ["color", "shape"]
     with pytest.raises(FileExistsError, match="overwrite"):
         paper.run_paper(tmp_path / "out", **run)
     again = paper.run_paper(tmp_path / "out", overwrite=True, **run)
-    assert calls == {"tune": 2, "invert": 12, "edit": 10}  # tuned weights, inversions and scores from the cache
+    assert calls == {"tune": 2, "invert": 8, "edit": 10}  # tuned weights, inversions and scores from the cache
     assert again["work"]["computed"] == {}
     assert without_seconds(again["table1"]) == without_seconds(tables["table1"])
     assert (tmp_path / "out" / "cache" / ".gitignore").read_text() == "*\n"
@@ -149,8 +161,8 @@ def test_paper_command_on_the_toy_model_writes_tables_and_figures(tmp_path, caps
     for name in paper.OUTPUTS:
         assert (out / name).stat().st_size > 0, name
     tables = json.loads((out / "tables.json").read_text())
-    assert list(tables["table1"]) == [r.name for r in paper.ROWS]
-    assert set(tables["table2"]) == {"VAE round trip", *paper.TABLE2_METHODS}
+    assert list(tables["table1"]) == [r.name for r in paper.TABLE1_ROWS]
+    assert list(tables["table2"]) == ["VAE round trip", *paper.table2_methods(paper.TABLE1_ROWS)]
     assert tables["metrics"]["clip"]["computed"] is False and "--clip" in tables["metrics"]["clip"]["reason"]
     assert tables["table1"]["Video-P2P"]["clip_score"] is None
     text = (out / "tables.md").read_text()

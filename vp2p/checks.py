@@ -54,14 +54,14 @@ def _inversion_method(value) -> bool:
 WINDOW = "a fraction of the steps in [0, 1] or a pair 0 <= start <= end <= 1"
 # field -> (is the value valid, what a valid value is: the fix the message gives)
 SETTING_RULES = {
-    "tune_steps": (lambda v: _whole(v, 0), "a whole number >= 0: 0 skips tuning (official 500, toy 150)"),
+    "tune_steps": (lambda v: _whole(v, 0), "a whole number >= 0: 0 skips tuning (official 500, toy 50)"),
     "tune_lr": (lambda v: _real(v) and v > 0, "a positive learning rate (official 3e-5, toy 1e-4)"),
     "tune_latents": (lambda v: v in ("sample", "mean"), "'sample' (official) or 'mean'"),
     "method": (_inversion_method, "one of null-text, null-text-per-frame, negative-prompt, fast, ddim"),
     "num_steps": (lambda v: _whole(v, 1), "a whole number of DDIM steps >= 1 (official 50, toy 25)"),
     "guidance_scale": (lambda v: _real(v) and v >= 1, "1 or more: 1 is no guidance (official 7.5)"),
-    "inner_steps": (lambda v: _whole(v, 1), "a whole number of null-text steps >= 1 per DDIM step (official 10, toy 4)"),
-    "null_text_lr": (lambda v: _real(v) and v > 0, "a positive learning rate (official 1e-2, toy 4e-2)"),
+    "inner_steps": (lambda v: _whole(v, 1), "a whole number of null-text steps >= 1 per DDIM step (official 10, toy 2)"),
+    "null_text_lr": (lambda v: _real(v) and v > 0, "a positive learning rate (official 1e-2, toy 8e-2)"),
     "cross_replace_steps": (_cross_window, f"{WINDOW}, or a dict of those per word with 'default_' (official 0.2)"),
     "self_replace_steps": (_window, f"{WINDOW} (official 0.5)"),
     "threshold": (lambda v: _real(v) and 0 < v < 1,

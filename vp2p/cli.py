@@ -147,7 +147,7 @@ def cmd_paper(args):
 
     changes = dict(num_steps=args.steps, tune_steps=args.tune_steps, inner_steps=args.inner_steps)
     settings = paper.default_settings(args.model).replace(**{k: v for k, v in changes.items() if v is not None})
-    rows = paper.rows_named(args.rows) if args.rows else paper.ROWS
+    rows = paper.rows_named(args.rows) if args.rows else paper.TABLE1_ROWS
     tables = paper.run_paper(args.out, model=args.model, videos=args.videos, rows=rows, settings=settings,
                              frames=args.frames, edits_per_video=args.edits_per_video, clip=args.clip,
                              lpips=args.lpips, cache=args.cache, overwrite=args.overwrite)
@@ -220,7 +220,7 @@ def add_edit_arguments(edit):
                       help="frames are centre-cropped to a square and resized to SIZE x SIZE, a multiple of 8 "
                            "(default: 64 on the toy model, 512 otherwise)")
     edit.add_argument("--tune-steps", type=int,
-                      help="fine-tuning steps on the clip; 0 skips tuning (default: 150 on the toy model, 500 "
+                      help="fine-tuning steps on the clip; 0 skips tuning (default: 50 on the toy model, 500 "
                            "otherwise, as the paper)")
     edit.add_argument("--method", choices=METHODS,
                       help="inversion: null-text (one unconditional embedding per step, shared by all frames), "
@@ -293,11 +293,12 @@ def build_parser() -> argparse.ArgumentParser:
     paper.add_argument("--edits-per-video", type=int, default=1, choices=(1, 2, 3),
                        help="edits of each clip, rotating through color swap, shape swap and refinement (default: 1)")
     paper.add_argument("--rows", nargs="+", metavar="ROW",
-                       help="run only these rows, e.g. 'Video-P2P' 'w/o DG' (default: all; see vp2p.paper.ROWS)")
+                       help="the rows to run, e.g. 'Video-P2P' 'w/o DG', or 'all' (default: Table 1's six; the others are "
+                            "listed in vp2p.paper.ROWS)")
     paper.add_argument("--steps", type=int, help="DDIM steps (default: 25 on the toy model, 50 otherwise)")
-    paper.add_argument("--tune-steps", type=int, help="tuning steps (default: 150 on the toy model, 500 otherwise)")
+    paper.add_argument("--tune-steps", type=int, help="tuning steps (default: 50 on the toy model, 500 otherwise)")
     paper.add_argument("--inner-steps", type=int,
-                       help="null-text Adam steps per DDIM step at most (default: 4 on the toy model, 10 otherwise)")
+                       help="null-text Adam steps per DDIM step at most (default: 2 on the toy model, 10 otherwise)")
     paper.add_argument("--clip", metavar="PATH_OR_HUB_ID",
                        help="CLIP weights for the paper's CLIP score, OSV and Temp (default: none: skipped, and "
                             "said so)")

@@ -10,10 +10,11 @@ Video-P2P (CVPR 2024) makes its claims in two tables:
   trip as the upper bound, and how many numbers each inversion optimises.
 
 Here every row is data — a ``Row`` says which model (the inflated video model with its options, tuned or not, or
-the image model), which inversion and which edit options — and ``run_paper`` runs all of them on held-out toy
-videos (color swaps, shape swaps and refinements, as ``vp2p toy-bench``). The evaluator reads every edit back
-from pixels, so each paper metric has a toy counterpart that needs no weights (``vp2p.metrics``); the CLIP-based
-ones and LPIPS are computed too when their weights are given, and said to be skipped otherwise.
+the image model), which inversion and which edit options — and ``run_paper`` runs them (Table 1's six by default,
+``ROWS`` for all eleven) on held-out toy videos (color swaps, shape swaps and refinements, as ``vp2p toy-bench``).
+The evaluator reads every edit back from pixels, so each paper metric has a toy counterpart that needs no weights
+(``vp2p.metrics``); the CLIP-based ones and LPIPS are computed too when their weights are given, and said to be
+skipped otherwise.
 
 What is shared: rows with the same ``Model`` share the tuned weights of a video (one folder per model and video,
 ``vp2p.workflow.tune_stage``), rows with the same model and inversion method share the inversion (one file in
@@ -151,18 +152,34 @@ ROWS = (
         about="every GroupNorm normalises each frame on its own"),
 )
 
-# Table 2: the reconstruction of each inversion of the tuned Video-P2P model (shared with the rows above).
-TABLE2_METHODS = {"DDIM": "ddim", "null-text, per frame": "null-text-per-frame",
-                  "null-text, shared (Video-P2P)": "null-text", "negative prompt": "negative-prompt",
-                  "fast": "fast"}
+# What `vp2p paper` runs by default: Table 1's six rows. The five after them tune two more models and optimise two
+# more null-text inversions per clip, which would take a 20-clip run past 45 minutes on a 2-core CPU: run them by
+# name, or all rows with `rows_named(["all"])` (`vp2p paper --rows all`).
+TABLE1_ROWS = tuple(row for row in ROWS if row.in_paper)
+
+# Table 2: the reconstruction of each inversion of the tuned Video-P2P model (shared with the rows above): the
+# paper's three, then any other inversion a row of the run uses (TABLE2_NAMES names them all).
+TABLE2_NAMES = {"ddim": "DDIM", "null-text-per-frame": "null-text, per frame",
+                "null-text": "null-text, shared (Video-P2P)", "negative-prompt": "negative prompt", "fast": "fast"}
+PAPER_TABLE2_METHODS = ("ddim", "null-text-per-frame", "null-text")
+
+
+def table2_methods(rows) -> dict[str, str]:
+    """Table 2's rows for a run of ``rows``: name → inversion method, the paper's three first."""
+    used = [row.inversion for row in rows if row.model == VIDEO_P2P_MODEL]
+    methods = list(dict.fromkeys(PAPER_TABLE2_METHODS + tuple(used)))
+    return {TABLE2_NAMES[m]: m for m in methods}
 
 
 def rows_named(names) -> tuple[Row, ...]:
-    """The rows of ``ROWS`` with these names (in ``ROWS``' order); an unknown name is an error listing them all."""
+    """The rows of ``ROWS`` with these names (in ``ROWS``' order), or every row for ``["all"]``; an unknown name is
+    an error listing them all."""
+    if list(names) == ["all"]:
+        return ROWS
     known = {row.name: row for row in ROWS}
     unknown = [n for n in names if n not in known]
     if unknown:
-        raise ValueError(f"unknown rows {unknown}; choose among {list(known)}")
+        raise ValueError(f"unknown rows {unknown}; choose among {list(known)} or 'all'")
     return tuple(row for row in ROWS if row.name in set(names))
 
 
@@ -203,7 +220,8 @@ def work_per_clip(rows, edits_per_video: int = 1) -> dict:
     """What a run computes for each clip once shared: tunings (one per tuned model), inversions (one per model and
     method, Table 2's included), how many of those optimise null-text, and edits."""
     tuned = {row.model for row in rows if row.model.tuned} | {VIDEO_P2P_MODEL}  # Table 2 tunes Video-P2P's model
-    inversions = {(row.model, row.inversion) for row in rows} | {(VIDEO_P2P_MODEL, m) for m in TABLE2_METHODS.values()}
+    inversions = {(row.model, row.inversion) for row in rows} | {(VIDEO_P2P_MODEL, m)
+                                                                 for m in table2_methods(rows).values()}
     return {"tunings": len(tuned), "inversions": len(inversions),
             "null_text": sum(method.startswith("null-text") for _, method in inversions),
             "edits": len(rows) * edits_per_video}
@@ -419,11 +437,12 @@ def vae_round_trip_psnr(pipe, frames: np.ndarray) -> float:
     return float(np.mean([psnr(a, b) for a, b in zip(decoded, frames)]))
 
 
-def reconstruction_scores(stages: Stages, index: int, video: world.ToyVideo) -> dict:
-    """Table 2 for one clip: each inversion's mean reconstruction PSNR and its optimised numbers."""
+def reconstruction_scores(stages: Stages, index: int, video: world.ToyVideo, methods: dict[str, str]) -> dict:
+    """Table 2 for one clip: each inversion's (``table2_methods``) mean reconstruction PSNR and its optimised
+    numbers."""
     pipe = stages.prepare(VIDEO_P2P_MODEL, index, video)
     scores = {"VAE round trip": {"psnr": vae_round_trip_psnr(pipe, video.frames), "parameters": None}}
-    for name, method in TABLE2_METHODS.items():
+    for name, method in methods.items():
         _, inversion = stages.inversion(VIDEO_P2P_MODEL, method, index, video)
         scores[name] = {"psnr": float(np.mean(inversion.frame_psnr)), "parameters": inversion.trainable_count()}
     return scores
@@ -498,9 +517,9 @@ def table2_entries(per_clip: list[dict]) -> dict:
 
 
 def default_settings(model: str):
-    """The toy model's settings (``workflow.TOY_SETTINGS``: 25 DDIM steps, 4 null-text steps of 4e-2, 150 tuning
-    steps) or the official ones for any other model. Per clip the run tunes 3 models and optimises 6 null-text
-    inversions (``work_per_clip``)."""
+    """The toy model's settings (``workflow.TOY_SETTINGS``: 25 DDIM steps, 2 null-text steps of 8e-2, 50 tuning
+    steps) or the official ones for any other model. Per clip the default run (Table 1's rows) tunes 1 model and
+    optimises 4 null-text inversions, all eleven rows 3 and 6 (``work_per_clip``)."""
     from types import SimpleNamespace
 
     from vp2p.loading import is_toy
@@ -779,7 +798,7 @@ def check_run(out: Path, videos: int, settings, overwrite: bool) -> None:
         raise ValueError(f"videos={videos!r} (--videos): run at least 1 held-out clip (the paper: 45; default 20)")
     checks.check_settings(settings)
     if settings.tune_steps < 1:
-        raise ValueError(f"tune_steps={settings.tune_steps}: the tuned rows need at least 1 tuning step (toy 150); "
+        raise ValueError(f"tune_steps={settings.tune_steps}: the tuned rows need at least 1 tuning step (toy 50); "
                          "the untuned model is its own row, w/o MI")
 
 
@@ -809,7 +828,7 @@ def run_group(stages: Stages, model: Model, rows: list[Row], clips, cases, score
     bars = {name: tqdm(total=len(clips), desc=name, disable=not progress) for name in names}
     for i, video in enumerate(clips):
         if model == VIDEO_P2P_MODEL:
-            results.reconstructions[i] = reconstruction_scores(stages, i, video)
+            results.reconstructions[i] = reconstruction_scores(stages, i, video, table2_methods(rows))
             bars["Table 2: inversions"].update()
         for row in rows:
             start = time.perf_counter()
@@ -823,10 +842,11 @@ def run_group(stages: Stages, model: Model, rows: list[Row], clips, cases, score
         bar.close()
 
 
-def run_paper(out, model: str = "toy", videos: int = 20, rows=ROWS, settings=None, frames: int = 8,
+def run_paper(out, model: str = "toy", videos: int = 20, rows=TABLE1_ROWS, settings=None, frames: int = 8,
               edits_per_video: int = 1, clip=None, lpips=None, cache=None, device=None, seed: int = 0,
               overwrite: bool = False, progress: bool = True) -> dict:
-    """Run every row on ``videos`` held-out toy clips and Table 2's inversions; write ``OUTPUTS`` into ``out``.
+    """Run ``rows`` (default Table 1's six; ``ROWS`` for all) on ``videos`` held-out toy clips and Table 2's
+    inversions; write ``OUTPUTS`` into ``out``.
 
     ``settings``: a ``vp2p.workflow.Settings`` (default ``default_settings(model)``); ``clip``: a CLIP folder or
     hub id and ``lpips``: LPIPS weight file(s), for the paper's own metrics (skipped, and said so, without);
