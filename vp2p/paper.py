@@ -338,8 +338,8 @@ def score_edit(video: world.ToyVideo, case: EditCase, edited: np.ndarray, scorer
     and the paper's metrics where ``scorers`` has their weights. None where a number does not exist (no object)."""
     from vp2p.toy.bench import judge_edit
 
-    verdict = judge_edit(video, case.target, edited)
     reading = evaluator.read_video(edited)
+    verdict = judge_edit(video, case.target, edited, reading)
     scores = {
         "target_hit": metrics.toy_target_hit(reading, case.target),
         "edited_word_hit": float(verdict["hits"][EDITED_FIELD[case.kind]]),
@@ -826,9 +826,10 @@ def run_group(stages: Stages, model: Model, rows: list[Row], clips, cases, score
     Table 2 (on Video-P2P's model) and each of its rows reuse it. A progress bar per row."""
     names = (["Table 2: inversions"] if model == VIDEO_P2P_MODEL else []) + [row.name for row in rows]
     bars = {name: tqdm(total=len(clips), desc=name, disable=not progress) for name in names}
+    methods = table2_methods(rows)
     for i, video in enumerate(clips):
         if model == VIDEO_P2P_MODEL:
-            results.reconstructions[i] = reconstruction_scores(stages, i, video, table2_methods(rows))
+            results.reconstructions[i] = reconstruction_scores(stages, i, video, methods)
             bars["Table 2: inversions"].update()
         for row in rows:
             start = time.perf_counter()

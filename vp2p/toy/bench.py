@@ -80,11 +80,12 @@ def attention_in_mask(pipe, count: int = 50, timesteps=(200, 400, 600, 800), see
     return float(np.mean(shares))
 
 
-def judge_edit(source: world.ToyVideo, target: world.Scene, edited: np.ndarray) -> dict:
+def judge_edit(source: world.ToyVideo, target: world.Scene, edited: np.ndarray, reading=None) -> dict:
     """Evaluator's verdict on an edited video: fields read, whether each matches ``target``, background PSNR, and
     ``geometry``: how far the edited object drifted from the source's and how its size changed (px, per frame and
-    summarised; None where the edit has no object), since a right color in the wrong place is not a clean edit."""
-    reading = evaluator.read_video(edited)
+    summarised; None where the edit has no object), since a right color in the wrong place is not a clean edit.
+    ``reading``: ``evaluator.read_video(edited)`` when the caller has it already (it is read otherwise)."""
+    reading = evaluator.read_video(edited) if reading is None else reading
     hits = evaluator.score(reading, target)
     masks = evaluator.union_masks(source.masks, reading.masks)
     return {"hits": hits, "attribute_strength": reading.attribute_strength,
