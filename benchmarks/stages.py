@@ -3,7 +3,7 @@
     python benchmarks/stages.py --config toy                     # the bundled toy model, CPU
     python benchmarks/stages.py --config sd15 --frames 8 --size 512   # SD-1.5-shaped random weights (GPU)
 
-``sd15`` builds random weights from the published Stable Diffusion 1.5 component configs (``vp2p.sd15``; no
+``sd15`` builds random weights from the published Stable Diffusion 1.5 component configs (``vp2p.io.sd15``; no
 download; the tokenizer is rebuilt from CLIP's BPE table, `pip install --no-deps open_clip_torch`). Random weights
 give meaningless pictures but the real cost: same shapes, same kernels, same memory. Results are appended as JSON lines
 to ``--log`` with the machine they ran on.
@@ -67,7 +67,7 @@ def machine(device: torch.device) -> str:
 
 def stage_pipeline(config: str, device: torch.device):
     import vp2p
-    from vp2p.sd15 import random_pipeline
+    from vp2p.io.sd15 import random_pipeline
 
     if config == "toy":
         return vp2p.load_pipeline("toy", device=device)
@@ -100,7 +100,7 @@ def main(argv=None):
     import vp2p
     from vp2p.workflow import settings_for
 
-    device = torch.device(args.device) if args.device else vp2p.loading.default_device()
+    device = torch.device(args.device) if args.device else vp2p.io.loading.default_device()
     pipe = stage_pipeline(args.config, device)
     settings = settings_for(pipe)
     settings = settings.replace(**{k: v for k, v in dict(tune_steps=args.tune_steps, num_steps=args.steps,

@@ -61,7 +61,9 @@ import inspect
 import numpy as np
 import torch
 
-from vp2p import course, probes, viz
+from vp2p import course
+
+from vp2p.inspect import probes, viz
 from vp2p.toy import world
 
 MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5" if torch.cuda.is_available() else "toy"  # ← the model
@@ -191,7 +193,7 @@ print(f"max |inflated(8 identical frames) - image model(1 frame)| = {gap:.2e}")
 # %% nbgrader={"grade": false, "grade_id": "01_exercises_setup", "locked": true, "schema_version": 3, "solution": false, "task": false}
 import torch
 
-from vp2p import exercises
+from vp2p.course import exercises
 
 
 # %% [markdown]

@@ -49,7 +49,9 @@ except ImportError:  # e.g. on Colab: install the kit (a minute)
 import numpy as np
 import torch
 
-from vp2p import course, probes, viz, workflow
+from vp2p import course, workflow
+
+from vp2p.inspect import probes, viz
 from vp2p.inversion import psnr
 
 MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5" if torch.cuda.is_available() else "toy"  # ← the model
@@ -140,7 +142,7 @@ for name, sample in [("before", before), ("after", after)]:
 # %% nbgrader={"grade": false, "grade_id": "02_exercises_setup", "locked": true, "schema_version": 3, "solution": false, "task": false}
 import torch
 
-from vp2p import exercises
+from vp2p.course import exercises
 
 
 # %% [markdown]

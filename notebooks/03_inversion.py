@@ -57,8 +57,10 @@ except ImportError:  # e.g. on Colab: install the kit (a minute)
 import numpy as np
 import torch
 
-from vp2p import course, viz, workflow
+from vp2p import course, workflow
 
+
+from vp2p.inspect import viz
 MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5" if torch.cuda.is_available() else "toy"  # ← the model
 VIDEO = None  # ← Stable Diffusion only: your clip (a path or URL); None renders the toy scene
 SOURCE = course.SCENE.caption if VIDEO is None else "a rabbit is jumping on the grass"  # ← describe your clip
@@ -191,7 +193,7 @@ if VIDEO is None:
 import torch
 import torch.nn.functional as F
 
-from vp2p import exercises
+from vp2p.course import exercises
 from vp2p.ddim import ddim_step, guide
 from vp2p.sampling import unet_output
 

@@ -54,7 +54,11 @@ except ImportError:  # e.g. on Colab: install the kit (a minute)
 import numpy as np
 import torch
 
-from vp2p import course, viz, widgets, workflow
+from vp2p import course, workflow
+
+from vp2p.inspect import viz
+
+from vp2p.course import widgets
 from vp2p.toy.bench import judge_edit
 from vp2p.toy import world
 
@@ -127,9 +131,9 @@ steps.show()
 # First the heads of one layer, for the object's word, halfway through the steps: heads divide the work.
 
 # %%
-from vp2p import probes
+from vp2p.inspect import probes
 from vp2p.alignment import word_token_indices
-from vp2p.recorder import recorded_edit
+from vp2p.inspect.recorder import recorded_edit
 
 recorded = recorded_edit(pipe, run, [SOURCE, TARGET], settings, blend_words=BLEND)
 recorder = recorded.controller
@@ -231,7 +235,7 @@ if MODEL == "toy" and VIDEO is None:
 import torch
 import torch.nn.functional as F
 
-from vp2p import exercises
+from vp2p.course import exercises
 from vp2p.alignment import prompt_length, token_spans
 
 

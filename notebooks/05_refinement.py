@@ -47,7 +47,11 @@ except ImportError:  # e.g. on Colab: install the kit (a minute)
 import numpy as np
 import torch
 
-from vp2p import course, viz, widgets, workflow
+from vp2p import course, workflow
+
+from vp2p.inspect import viz
+
+from vp2p.course import widgets
 from vp2p.alignment import word_token_indices
 from vp2p.toy import world
 from vp2p.toy.bench import judge_edit
@@ -135,7 +139,7 @@ if MODEL == "toy" and VIDEO is None:
 # %% nbgrader={"grade": false, "grade_id": "05_exercises_setup", "locked": true, "schema_version": 3, "solution": false, "task": false}
 import torch
 
-from vp2p import exercises
+from vp2p.course import exercises
 from vp2p.alignment import align_sequences
 
 

@@ -46,7 +46,11 @@ except ImportError:  # e.g. on Colab: install the kit (a minute)
 import numpy as np
 import torch
 
-from vp2p import course, viz, widgets, workflow
+from vp2p import course, workflow
+
+from vp2p.inspect import viz
+
+from vp2p.course import widgets
 from vp2p.toy import evaluator
 
 MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5" if torch.cuda.is_available() else "toy"  # ← the model
@@ -150,7 +154,7 @@ general.show()
 # %% nbgrader={"grade": false, "grade_id": "06_exercises_setup", "locked": true, "schema_version": 3, "solution": false, "task": false}
 import torch
 
-from vp2p import exercises
+from vp2p.course import exercises
 from vp2p.alignment import token_spans
 
 

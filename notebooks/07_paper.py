@@ -55,8 +55,10 @@ from pathlib import Path
 import torch
 from IPython.display import Image, Markdown, display
 
-from vp2p import course, paper, viz
+from vp2p import course, paper
 
+
+from vp2p.inspect import viz
 MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5" if torch.cuda.is_available() else "toy"  # ← the model
 
 QUICK = paper.default_settings(MODEL)
@@ -112,7 +114,7 @@ print(f"{tables['seconds']:.0f} s; computed now: {tables['work']['computed'] or 
 display(Image(filename=str(OUT / "edits.png")))
 
 # %% [markdown]
-# Each paper metric has a toy counterpart that needs no weights (`vp2p.metrics`): **target hit** (the evaluator
+# Each paper metric has a toy counterpart that needs no weights (`vp2p.paper.metrics`): **target hit** (the evaluator
 # reads every word of the target prompt back from the edit) for CLIP score, **background PSNR** outside the source's
 # and the edit's objects for masked PSNR, **attribute agreement** (the share of frames whose color and shape agree
 # with the clip's majority — higher is better, unlike OSV) for OSV, and **object temporal** (how well the object's
@@ -214,7 +216,7 @@ else:
 # %% nbgrader={"grade": false, "grade_id": "07_exercises_setup", "locked": true, "schema_version": 3, "solution": false, "task": false}
 import numpy as np
 
-from vp2p import exercises
+from vp2p.course import exercises
 from vp2p.toy.evaluator import PSNR_CAP, dilate
 
 
@@ -236,7 +238,7 @@ from vp2p.toy.evaluator import PSNR_CAP, dilate
 #   of identical backgrounds (MSE 0), so that one perfect clip cannot make a table's mean infinite;
 # * raise `ValueError` when no pixel is left outside the grown masks: there is no background to measure.
 #
-# Compared with `vp2p.metrics.masked_psnr(video_a, video_b, masks, dilate=dilation)`.
+# Compared with `vp2p.paper.metrics.masked_psnr(video_a, video_b, masks, dilate=dilation)`.
 
 # %% nbgrader={"grade": false, "grade_id": "masked_psnr", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def masked_psnr(video_a, video_b, masks, dilation):

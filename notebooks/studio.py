@@ -42,11 +42,13 @@ except ImportError:  # e.g. on Colab: install the kit (a minute)
 # %%
 import torch
 
-from vp2p import course, studio
+from vp2p import course
 
+
+from vp2p.course import studio
 MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5" if torch.cuda.is_available() else "toy"  # ← the model
 pipe = vp2p.load_pipeline(MODEL)
-app = studio.Studio(pipe, course.settings(pipe))  # the app's logic lives in vp2p.studio
+app = studio.Studio(pipe, course.settings(pipe))  # the app's logic lives in vp2p.course.studio
 app.show()
 
 # %% [markdown]

@@ -7,7 +7,7 @@ import pytest
 
 from tiny import smooth_video
 from vp2p import checks, workflow
-from vp2p.loading import is_toy, toy_model_path
+from vp2p.io.loading import is_toy, toy_model_path
 from vp2p.toy.world import VOCABULARY
 from vp2p.workflow import TOY_SETTINGS, Settings
 

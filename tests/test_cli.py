@@ -42,7 +42,7 @@ def error_of(args, capsys) -> str:
 @pytest.fixture
 def no_long_stages(monkeypatch):
     """Refused commands must stop before loading a model (or, for errors that need the model, before tuning)."""
-    import vp2p.loading
+    import vp2p.io.loading
     import vp2p.workflow
 
     def loading(*args, **kwargs):
@@ -51,7 +51,7 @@ def no_long_stages(monkeypatch):
     def tuning(*args, **kwargs):
         raise AssertionError("tuning started before the error")
 
-    monkeypatch.setattr(vp2p.loading, "load_pipeline", loading)
+    monkeypatch.setattr(vp2p.io.loading, "load_pipeline", loading)
     monkeypatch.setattr(vp2p.workflow, "prepare", tuning)
 
 
@@ -260,7 +260,7 @@ def test_an_unexpected_error_names_its_type(monkeypatch, capsys):
 # -- nothing of the user's is written over --------------------------------------------------------------------------
 
 def test_edit_never_writes_over_its_input_even_with_overwrite(tiny_model_dir, tmp_path, capsys, no_tuning):
-    from vp2p.video import write_video
+    from vp2p.io.video import write_video
 
     clip = write_video(tmp_path / "source.mp4", smooth_video(8))
     before = snapshot(tmp_path)

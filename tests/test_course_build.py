@@ -1,4 +1,4 @@
-"""Where the course writes (vp2p.course), and ``vp2p course --build`` (vp2p.build) run on throwaway notebooks."""
+"""Where the course writes (vp2p.course), and ``vp2p course --build`` (vp2p.course.build) run on throwaway notebooks."""
 
 import base64
 import io

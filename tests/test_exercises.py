@@ -1,4 +1,4 @@
-"""The notebooks' exercises (``vp2p.exercises``): the teacher solutions pass their checks, the student versions
+"""The notebooks' exercises (``vp2p.course.exercises``): the teacher solutions pass their checks, the student versions
 fail every check until filled in, a reference body passes, and each kind of mistake gets its own hint.
 
 Only the exercise cells run — the section's import cell, the solution cells and the check cells, exec'd in one
@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from vp2p import exercises
-from vp2p.exercises import BEGIN_SOLUTION, END_SOLUTION, EXERCISES, ExerciseFailed, export_student
+from vp2p.course import exercises
+from vp2p.course.exercises import BEGIN_SOLUTION, END_SOLUTION, EXERCISES, ExerciseFailed, export_student
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 TEACHER = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
@@ -215,7 +215,7 @@ REFERENCE_BODIES = {
     "reweight_maps": "from vp2p.controllers import reweight_maps as reference\nreturn reference(maps, equalizer)",
     "equalizer": "from vp2p.editing import equalizer as reference\n"
                  "return reference(prompt, weights, tokenizer, max_len)",
-    "masked_psnr": "from vp2p.metrics import masked_psnr as reference\n"
+    "masked_psnr": "from vp2p.paper.metrics import masked_psnr as reference\n"
                    "return reference(video_a, video_b, masks, dilate=dilation)",
 }
 

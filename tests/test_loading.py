@@ -9,7 +9,7 @@ import torch
 
 import vp2p
 from tiny import smooth_video
-from vp2p.loading import resolve_model
+from vp2p.io.loading import resolve_model
 
 
 def test_local_folder_gives_the_sd_components_on_the_cpu_in_fp32(tiny_model_dir):

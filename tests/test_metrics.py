@@ -1,4 +1,4 @@
-"""The paper's metrics (vp2p.metrics) against values computed by hand, on a tiny seeded CLIP and tiny networks.
+"""The paper's metrics (vp2p.paper.metrics) against values computed by hand, on a tiny seeded CLIP and tiny networks.
 
 The CLIP used here is random (no weights can be downloaded in tests): the numbers mean nothing about images, but
 every formula — preprocessing, embedding, cosine, averaging, variance — is checked against a direct computation.
@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from vp2p import metrics
+from vp2p.paper import metrics
 from vp2p.toy import evaluator as ev
 from vp2p.toy import world
 from vp2p.toy.bench import judge_edit

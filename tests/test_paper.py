@@ -15,7 +15,8 @@ import math
 import pytest
 
 from test_metrics import clip_dir  # noqa: F401 (the tiny seeded CLIP, a fixture)
-from vp2p import metrics, paper, workflow
+from vp2p.paper import metrics
+from vp2p import paper, workflow
 from vp2p.toy import world
 
 TINY = workflow.Settings(tune_steps=2, tune_lr=1e-4, num_steps=3, inner_steps=2)
@@ -129,7 +130,7 @@ def test_rows_share_tuning_and_inversions_and_a_second_run_recomputes_nothing(ti
 
     monkeypatch.setattr(workflow, "tune", counted("tune", workflow.tune))
     monkeypatch.setattr(inversion, "ddim_invert", counted("invert", inversion.ddim_invert))
-    monkeypatch.setattr(paper, "edit_as", counted("edit", paper.edit_as))
+    monkeypatch.setattr(paper.run, "edit_as", counted("edit", paper.run.edit_as))  # where run_row looks it up
     rows = paper.rows_named(["Video-P2P", "w/o MI", "w/o DG", "w/o SU", "TAV+DDIM"])
     run = dict(model=str(tiny_model_dir), videos=2, rows=rows, settings=TINY, frames=2, progress=False)
     tables = paper.run_paper(tmp_path / "out", **run)

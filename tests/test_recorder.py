@@ -1,4 +1,4 @@
-"""vp2p.recorder: the AttentionRecorder keeps the probabilities each selected layer went on with (after the edit),
+"""vp2p.inspect.recorder: the AttentionRecorder keeps the probabilities each selected layer went on with (after the edit),
 per step, head and branch — checked against probabilities computed by hand from a layer's q and k, against what
 the AttentionStore averages, and inside a real ``vp2p.edit``.
 """
@@ -11,7 +11,7 @@ from vp2p import edit, invert, make_controller
 from vp2p.attention import split_heads
 from vp2p.controllers import AttentionStore
 from vp2p.inflation import inflate_unet
-from vp2p.recorder import AttentionRecorder, token_alignment
+from vp2p.inspect.recorder import AttentionRecorder, token_alignment
 from vp2p.sampling import unet_output
 
 SOURCE = "a red circle bouncing on the grass"

@@ -19,7 +19,7 @@ def pipe():
 
     if clip_bpe_path() is None:
         pytest.skip("CLIP's BPE table is missing: `pip install --no-deps open_clip_torch` (the README's test command)")
-    from vp2p.sd15 import random_pipeline
+    from vp2p.io.sd15 import random_pipeline
 
     return random_pipeline("cpu", torch.float32)
 

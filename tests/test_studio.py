@@ -1,4 +1,4 @@
-"""vp2p.studio: the edit studio, driven from Python on the tiny model, and served by Voilà to headless Chromium
+"""vp2p.course.studio: the edit studio, driven from Python on the tiny model, and served by Voilà to headless Chromium
 on the toy model (the browser test: change the target prompt, press Edit, read the edited frames back from the
 page and ask the toy evaluator what colour the circle is).
 """
@@ -20,7 +20,8 @@ import torch
 from PIL import Image
 
 from tiny import smooth_video
-from vp2p import course, studio
+from vp2p import course
+from vp2p.course import studio
 from vp2p.workflow import Settings
 
 SETTINGS = Settings(tune_steps=2, tune_lr=1e-4, method="fast", num_steps=3, blend_start=0.0)
@@ -99,7 +100,7 @@ def test_errors_go_to_the_status_line_never_a_traceback(app):
 
 
 def test_an_uploaded_clip_is_described_then_prepared(app, tmp_path):
-    from vp2p.video import write_video
+    from vp2p.io.video import write_video
 
     clip = tmp_path / "my clip.gif"
     write_video(clip, smooth_video(course.NUM_FRAMES), fps=4)

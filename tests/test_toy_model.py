@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from vp2p import load_pipeline
-from vp2p.loading import toy_model_path
+from vp2p.io.loading import toy_model_path
 from vp2p.toy import world
 from vp2p.toy.evaluator import read_frame
 

@@ -172,7 +172,7 @@ def test_a_tiny_training_run_lowers_the_diffusion_loss_and_exports_a_loadable_mo
 def test_the_decoder_stage_repairs_the_decoder_and_leaves_the_encoder_alone(tmp_path):
     from diffusers import AutoencoderKL
 
-    from vp2p.loading import toy_model_path
+    from vp2p.io.loading import toy_model_path
     from vp2p.toy import train
 
     torch.manual_seed(0)

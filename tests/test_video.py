@@ -1,4 +1,4 @@
-"""Tests for vp2p.video: reading frame folders / gifs / mp4s, writing, errors.
+"""Tests for vp2p.io.video: reading frame folders / gifs / mp4s, writing, errors.
 
 Frames encode their index in the pixel values (``10 * index + 5``) so that
 order and selection can be checked exactly, not just shapes.
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vp2p.video import (
+from vp2p.io.video import (
     center_crop_resize,
     natural_key,
     read_video,

@@ -1,4 +1,4 @@
-"""Figures (vp2p.viz), the notebooks' panels (vp2p.widgets), probes and course helpers, on the tiny test model.
+"""Figures (vp2p.inspect.viz), the notebooks' panels (vp2p.course.widgets), probes and course helpers, on the tiny test model.
 
 The panels are driven from Python as a notebook front end would: set a control's value, call ``update()`` (or
 let the slider's observer fire), look at ``last_edit`` / ``maps`` / ``figure``.
@@ -12,7 +12,9 @@ import torch
 from transformers import CLIPTokenizer
 
 from tiny import smooth_video
-from vp2p import course, probes, viz, widgets
+from vp2p import course
+from vp2p.inspect import probes, viz
+from vp2p.course import widgets
 from vp2p.inflation import inflate_unet, trainable_parameters
 from vp2p.workflow import Settings, inversion_cache, prepare
 
@@ -214,7 +216,7 @@ def test_course_paths_clip_and_download(tmp_path, tiny_pipe):
     assert course.frame_size(tiny_pipe) == 32
     assert course.clip(tiny_pipe).shape == (course.NUM_FRAMES, 32, 32, 3)
     source = tmp_path / "clip.gif"
-    from vp2p.video import write_video
+    from vp2p.io.video import write_video
 
     write_video(source, smooth_video(course.NUM_FRAMES), fps=4)
     copy = course.local_file(source.as_uri(), tmp_path / "downloads")
@@ -300,7 +302,7 @@ def test_weight_widget_caches_each_weight(prepared):
 
 
 def test_attention_debug_widget_layer_head_step_branch_and_views(prepared, tok):
-    from vp2p.recorder import recorded_edit
+    from vp2p.inspect.recorder import recorded_edit
 
     pipe, run, _ = prepared
     result = recorded_edit(pipe, run, [SOURCE, TARGET], SETTINGS, blend_words=["circle", "circle"])

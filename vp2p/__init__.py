@@ -17,10 +17,14 @@ _EXPORTS = {
     "EditResult": "editing", "edit": "editing", "make_controller": "editing",
     "inflate_unet": "inflation", "trainable_parameters": "inflation",
     "Inversion": "inversion", "invert": "inversion",
-    "Pipeline": "loading", "load_pipeline": "loading",
+    "Pipeline": "io.loading", "load_pipeline": "io.loading",
     "TuneResult": "tuning", "load_tuned": "tuning", "save_tuned": "tuning", "tune": "tuning",
-    "read_video": "video", "write_video": "video", "write_videos": "video",
+    "read_video": "io.video", "write_video": "io.video", "write_videos": "io.video",
 }
+# Modules that moved into the subpackages, still reachable under their old names (``from vp2p import viz``).
+_MOVED = {"loading": "io", "video": "io", "storage": "io", "sd15": "io", "recorder": "inspect", "probes": "inspect",
+          "viz": "inspect", "widgets": "course", "studio": "course", "build": "course", "exercises": "course",
+          "metrics": "paper"}
 __all__ = sorted(_EXPORTS)
 __version__ = "0.1.0"
 
@@ -30,7 +34,7 @@ def __getattr__(name: str):
         value = getattr(importlib.import_module(f"vp2p.{_EXPORTS[name]}"), name)
     else:  # a submodule used as an attribute (vp2p.workflow after `import vp2p`)
         try:
-            value = importlib.import_module(f"vp2p.{name}")
+            value = importlib.import_module(f"vp2p.{_MOVED[name]}.{name}" if name in _MOVED else f"vp2p.{name}")
         except ModuleNotFoundError as error:
             if error.name != f"vp2p.{name}":
                 raise

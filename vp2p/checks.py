@@ -15,7 +15,7 @@ import re
 from numbers import Real
 from pathlib import Path
 
-SD15 = "stable-diffusion-v1-5/stable-diffusion-v1-5"  # the hub id the messages suggest (also vp2p.loading.SD15)
+SD15 = "stable-diffusion-v1-5/stable-diffusion-v1-5"  # the hub id the messages suggest (also vp2p.io.loading.SD15)
 
 
 # -- settings: one rule per field of vp2p.workflow.Settings
@@ -147,7 +147,7 @@ def check_toy_words(prompts: dict[str, str]) -> None:
 # -- outputs: nothing the user gave or owns is written over
 
 # What vp2p.workflow writes into its work folder (tuned weights, their fingerprint and losses, inversions) and
-# the hidden temporary files of vp2p.storage's atomic writes: the only files a folder reused as a cache may hold.
+# the hidden temporary files of vp2p.io.storage's atomic writes: the only files a folder reused as a cache may hold.
 TUNED, TUNING_FINGERPRINT, TUNING_LOSSES = "tuned.safetensors", "tuning.json", "tuning_losses.json"
 CACHE_FILE = re.compile(r"(tuned\.safetensors|tuning\.json|tuning_losses\.json|inversion-[\w.-]+\.safetensors"
                         r"|\..+\.tmp.*)")

@@ -87,7 +87,7 @@ def check_edit(args) -> None:
     """What can be checked before loading anything: the numbers, the prompts, on the toy model its words, and
     every output path (none may be the input; existing results only with --overwrite)."""
     from vp2p import checks
-    from vp2p.video import video_targets
+    from vp2p.io.video import video_targets
 
     for name, value in settings_changes(args).items():
         checks.check_setting(name, value)
@@ -101,7 +101,7 @@ def check_edit(args) -> None:
 
 def cmd_edit(args):
     check_edit(args)
-    from vp2p.video import read_video, write_videos
+    from vp2p.io.video import read_video, write_videos
 
     size = args.size if args.size is not None else 64 if args.model == "toy" else 512
     frames = read_video(args.video, num_frames=args.frames, start=args.start, stride=args.stride, size=size)
@@ -123,7 +123,7 @@ def load_model(args):
     a deprecation warning diffusers triggers in huggingface_hub (nothing a user can act on)."""
     import warnings
 
-    from vp2p.loading import load_pipeline
+    from vp2p.io.loading import load_pipeline
 
     if not args.debug:
         from huggingface_hub.utils import logging as hub_logging
@@ -166,7 +166,7 @@ def cmd_course(args):
     if args.student:
         cmd_course_student(args)
     if args.build:
-        from vp2p.build import build
+        from vp2p.course.build import build
 
         build(args.notebooks, figures=args.figures, dpi=args.dpi)
     elif not args.student:
@@ -175,8 +175,8 @@ def cmd_course(args):
 
 
 def cmd_course_student(args):
-    """Write the student versions of the notebooks (``vp2p.exercises.export_student``)."""
-    from vp2p.exercises import export_student
+    """Write the student versions of the notebooks (``vp2p.course.exercises.export_student``)."""
+    from vp2p.course.exercises import export_student
 
     written = export_student(args.student, overwrite=args.overwrite)
     print(json.dumps({"student": [str(p) for p in written]}, indent=2))

@@ -134,7 +134,7 @@ class EditResult:
         return torch.stack(blend.masks) if blend is not None and blend.masks else None
 
     def save(self, folder, fps: float = 8.0, overwrite: bool = False) -> dict:
-        from vp2p.video import write_videos
+        from vp2p.io.video import write_videos
 
         names = ["source"] + [f"edit{i}" if len(self.prompts) > 2 else "edit" for i in range(1, len(self.prompts))]
         return write_videos(Path(folder), dict(zip(names, self.videos)), fps=fps, overwrite=overwrite)

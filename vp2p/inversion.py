@@ -39,7 +39,7 @@ from vp2p.ddim import DDIMSchedule, ddim_inverse_step, ddim_step, guide
 from vp2p.inflation import inflation_options, is_inflated
 from vp2p.precision import grad_scaler
 from vp2p.sampling import sample, unet_output
-from vp2p.storage import (array_fingerprint, module_fingerprint, refuse_overwrite, save_tensors,
+from vp2p.io.storage import (array_fingerprint, module_fingerprint, refuse_overwrite, save_tensors,
                           settings_fingerprint)
 from vp2p.tuning import gradient_checkpointing
 
@@ -112,7 +112,7 @@ class Inversion:
 
 def inversion_key(pipe, frames: np.ndarray, prompt: str, **settings) -> str:
     """A fingerprint of everything an inversion depends on: the video, the prompt, the settings, the dtype, the
-    scheduler, how the UNet was inflated and (sampled, see ``vp2p.storage``) every weight of the UNet — tuned ones
+    scheduler, how the UNet was inflated and (sampled, see ``vp2p.io.storage``) every weight of the UNet — tuned ones
     included —, the text encoder and the VAE."""
     return settings_fingerprint(
         frames=array_fingerprint(frames), prompt=prompt, model=pipe.name, dtype=str(pipe.dtype),

@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from vp2p.inflation import inflation_options, trainable_parameters
 from vp2p.precision import autocast, grad_scaler, master_weights
 from vp2p.sampling import unet_output
-from vp2p.storage import refuse_overwrite, save_tensors
+from vp2p.io.storage import refuse_overwrite, save_tensors
 
 LATENTS = ("sample", "mean")
 

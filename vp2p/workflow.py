@@ -23,8 +23,8 @@ from vp2p.controllers import AttentionStore
 from vp2p.editing import EditResult, check_prompts, edit, make_controller, parse_eq_params
 from vp2p.inflation import inflate_unet, inflation_options, is_inflated, restore_base_weights, trainable_parameters
 from vp2p.inversion import Inversion, invert
-from vp2p.loading import is_toy
-from vp2p.storage import array_fingerprint, module_fingerprint, write_json
+from vp2p.io.loading import is_toy
+from vp2p.io.storage import array_fingerprint, module_fingerprint, write_json
 from vp2p.tuning import TuneResult, load_tuned, save_tuned, tune
 
 

@@ -100,7 +100,7 @@ def other(values, current, rng) -> str:
 
 def pipeline_metrics(model: str = "toy", count: int = 20, settings=None, seed: int = 0, progress=True) -> dict:
     """Tune, invert and edit ``count`` held-out videos (each on a freshly loaded model); aggregate the verdicts."""
-    from vp2p.loading import load_pipeline
+    from vp2p.io.loading import load_pipeline
     from vp2p.workflow import edit_run, prepare, settings_for
 
     rows = []
@@ -183,7 +183,7 @@ LIMITS = {"swap_mean_drift_px": 2.0}  # bars from above: at most this much
 def run_bench(out, model: str = "toy", t2i_count: int = 200, attention_count: int = 50, videos: int = 20,
               settings=None, progress=True, overwrite: bool = False) -> dict:
     """All toy metrics into ``out/toy_bench.json`` (with the bars and which were met)."""
-    from vp2p.loading import load_pipeline
+    from vp2p.io.loading import load_pipeline
 
     out = Path(out)
     path = out / "toy_bench.json"

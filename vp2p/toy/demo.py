@@ -24,18 +24,18 @@ FILES = ("attention.png", "metrics.json")
 
 
 def output_files() -> list[str]:
-    from vp2p.video import video_targets
+    from vp2p.io.video import video_targets
 
     return [path.name for paths in video_targets(".", VIDEOS).values() for path in paths] + list(FILES)
 
 
 def run_demo(out, model: str = "toy", scene: world.Scene = SCENE, target: world.Scene = TARGET,
              progress: bool = True, overwrite: bool = False) -> dict:
-    from vp2p import viz
-    from vp2p.loading import load_pipeline
+    from vp2p.inspect import viz
+    from vp2p.io.loading import load_pipeline
     from vp2p.toy.bench import judge_edit
-    from vp2p.storage import write_json
-    from vp2p.video import write_videos
+    from vp2p.io.storage import write_json
+    from vp2p.io.video import write_videos
     from vp2p.workflow import edit_run, prepare, settings_for
 
     out = check_outputs(out, output_files(), overwrite=overwrite)

@@ -400,7 +400,7 @@ def sample_from_embeddings(unet, vae, conditioning, unconditional, steps=25, gui
     from diffusers import DDIMScheduler
 
     from vp2p.ddim import DDIMSchedule
-    from vp2p.probes import use_vp2p_processors
+    from vp2p.inspect.probes import use_vp2p_processors
     from vp2p.sampling import sample
 
     use_vp2p_processors(unet)  # the sampling loop passes num_frames, which diffusers' own processors reject

@@ -55,7 +55,7 @@ def random_pipeline(device="cpu", dtype=torch.float32, seed: int = 0):
     from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
-    from vp2p.loading import Pipeline
+    from vp2p.io.loading import Pipeline
     from vp2p.toy.tokenizer import write_clip_tokenizer
 
     with tempfile.TemporaryDirectory() as tmp:

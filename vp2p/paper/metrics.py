@@ -116,7 +116,7 @@ def load_clip(name_or_path: str | os.PathLike, device=None) -> Clip:
     """A CLIP model and its processor from a local folder, or a hub id (needs internet, e.g. Colab)."""
     from transformers import CLIPModel, CLIPTokenizer
 
-    from vp2p.loading import default_device
+    from vp2p.io.loading import default_device
 
     source = _resolve_clip(name_or_path)
     try:

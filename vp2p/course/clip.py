@@ -7,7 +7,7 @@ its own topic; run alone, it computes what is missing (``vp2p.workflow`` does th
 Where they write: never into the repository unless asked. ``figures_dir()`` and ``runs_dir()`` lie in the user's
 cache folder (``~/.cache/vp2p/course``), or below ``$VP2P_COURSE_OUTPUT`` when set (the tests point it at a
 temporary folder); ``$VP2P_COURSE_FIGURES`` moves the figures alone — ``vp2p course --build`` sets it to the
-repository's ``figures/`` (``vp2p.build``).
+repository's ``figures/`` (``vp2p.course.build``).
 """
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ def local_file(path_or_url: str, folder) -> Path:
 def clip(pipe, video=None, scene: world.Scene = SCENE, downloads=None) -> np.ndarray:
     """The frames to edit, uint8 (F, H, W, 3): ``video`` (a path or URL, read with ``vp2p.read_video``), or when
     None the toy ``scene`` rendered at the model's frame size (Stable Diffusion can edit it too)."""
-    from vp2p.video import read_video
+    from vp2p.io.video import read_video
 
     if video is None:
         return world.render(scene, num_frames=NUM_FRAMES, size=frame_size(pipe)).frames

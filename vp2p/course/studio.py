@@ -29,9 +29,9 @@ import numpy as np
 from PIL import Image
 
 from vp2p import course
-from vp2p.recorder import recorded_edit
+from vp2p.inspect.recorder import recorded_edit
 from vp2p.toy import world
-from vp2p.widgets import AttentionDebugWidget, edit_controls, edit_options, error_html
+from vp2p.course.widgets import AttentionDebugWidget, edit_controls, edit_options, error_html
 from vp2p.workflow import prepare
 
 WORK_ENV = "VP2P_STUDIO_WORK"  # a folder holding one work folder per clip (tests point it at a prepared cache)

@@ -24,9 +24,9 @@ import html
 import ipywidgets as widgets
 import matplotlib.pyplot as plt
 
-from vp2p import viz
+from vp2p.inspect import viz
 from vp2p.editing import parse_weights  # noqa: F401  (part of the panels' API)
-from vp2p.recorder import AttentionRecorder, recorded_edit
+from vp2p.inspect.recorder import AttentionRecorder, recorded_edit
 from vp2p.workflow import Run, Settings, edit_run
 
 
@@ -236,7 +236,7 @@ class AttentionDebugWidget(FigurePanel):
         super().__init__()
         recorder = edit.controller
         if not isinstance(recorder, AttentionRecorder) or not recorder.recorded_steps():
-            raise ValueError("this edit kept no per-layer attention: edit with controller=vp2p.recorder."
+            raise ValueError("this edit kept no per-layer attention: edit with controller=vp2p.inspect.recorder."
                              "AttentionRecorder(vp2p.make_controller(...))")
         self.edit, self.tokenizer, self.recorder = edit, tokenizer, recorder
         self.data = None

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from vp2p.course import FIGURES_VARIABLE
-from vp2p.storage import write_text
+from vp2p.io.storage import write_text
 
 DPI = 60  # inline figures: a 10-inch-wide attention grid is 600 pixels wide
 CELL_TIMEOUT = 1200  # seconds per cell, as the test run's nbmake
@@ -27,7 +27,7 @@ CELL_TIMEOUT = 1200  # seconds per cell, as the test run's nbmake
 
 def repository_root() -> Path:
     """The source checkout vp2p is installed from (editable); its notebooks/ and figures/ are built in place."""
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     if not (root / "notebooks").is_dir():
         raise FileNotFoundError(f"no notebooks/ beside the vp2p package at {root}: building the course needs a "
                                 "source checkout installed with `pip install -e .`; or pass the notebooks to build")

@@ -27,7 +27,7 @@ REQUIRED_FILES = {"tokenizer": ("vocab.json", "merges.txt")}
 
 
 def toy_model_path() -> Path:
-    return Path(__file__).parent / "toy" / "model"
+    return Path(__file__).parent.parent / "toy" / "model"
 
 
 def is_toy(pipe) -> bool:

@@ -145,7 +145,7 @@ def toy_tokenizer():
     """The bundled toy model's CLIP tokenizer: one token per toy-world word, characters for any other word."""
     from transformers import CLIPTokenizer
 
-    from vp2p.loading import toy_model_path
+    from vp2p.io.loading import toy_model_path
 
     return CLIPTokenizer.from_pretrained(toy_model_path() / "tokenizer")
 
@@ -837,7 +837,7 @@ def as_number(value) -> torch.Tensor | None:
 
 
 def check_masked_psnr(student) -> int:
-    from vp2p.metrics import masked_psnr
+    from vp2p.paper.metrics import masked_psnr
     from vp2p.toy.evaluator import PSNR_CAP
 
     rng = np.random.default_rng(9)
@@ -878,7 +878,7 @@ def check_masked_psnr(student) -> int:
         return len(cases) + 1
     except Exception as error:
         raise ExerciseFailed(f"{label}: your function raised {type(error).__name__}: {error} — raise ValueError "
-                             "when no pixel is left outside the masks (vp2p.metrics.masked_psnr does)") from error
+                             "when no pixel is left outside the masks (vp2p.paper.metrics.masked_psnr does)") from error
     raise ExerciseFailed(f"{label}: returned {answer!r:.60}; with no pixel left outside the masks there is no "
                          "background to measure: raise ValueError (the mean of no squared errors is nan, not a PSNR)")
 
@@ -890,7 +890,7 @@ def diagnose_masked_psnr(got, expected, case):
     a, b = video_a.astype(np.float64), video_b.astype(np.float64)
     keep = ~dilate(masks, dilation)
     pool = ("pool the squared errors of every kept pixel of every frame into ONE mean, then take one PSNR "
-            "(vp2p.metrics.masked_psnr does): a frame with little background then weighs as little as it holds, "
+            "(vp2p.paper.metrics.masked_psnr does): a frame with little background then weighs as little as it holds, "
             "and a frame the object fills adds nothing")
     frame_without_background = not keep.reshape(len(keep), -1).any(1).all()
     if not torch.isfinite(got):
@@ -1009,7 +1009,7 @@ EXERCISES = {e.name: e for e in [
              check_equalizer,
              hint="Ones, with each word's weight at every token of every occurrence of it (token_spans)."),
     Exercise("masked_psnr", "07_paper", "Masked PSNR: was the rest of the video left alone?",
-             "vp2p.metrics.masked_psnr", check_masked_psnr,
+             "vp2p.paper.metrics.masked_psnr", check_masked_psnr,
              hint="Keep the pixels outside dilate(masks, dilation); one MSE over all of them, in float; "
                   "10·log10(255²/MSE), at most PSNR_CAP."),
 ]}
@@ -1066,7 +1066,7 @@ def student_notebook(notebook: dict) -> dict:
         if grading.get("solution") and cell["cell_type"] == "code":
             exercise = EXERCISES.get(grading.get("grade_id"))
             if exercise is None:
-                raise ValueError(f"solution cell {grading.get('grade_id')!r} is not an exercise of vp2p.exercises; "
+                raise ValueError(f"solution cell {grading.get('grade_id')!r} is not an exercise of vp2p.course.exercises; "
                                  f"add it to EXERCISES (known: {sorted(EXERCISES)})")
             source = replace_solutions(source, f"raise NotImplementedError({exercise.hint!r})")
         elif cell["cell_type"] == "code" and BEGIN_SOLUTION in source:
@@ -1081,7 +1081,7 @@ def student_notebook(notebook: dict) -> dict:
 
 def teacher_notebooks_dir() -> Path:
     """The repository's notebooks/ (the teacher versions), next to the vp2p package in a clone."""
-    return Path(__file__).resolve().parent.parent / "notebooks"
+    return Path(__file__).resolve().parents[2] / "notebooks"
 
 
 def export_student(folder, notebooks=None, overwrite: bool = False) -> list[Path]:

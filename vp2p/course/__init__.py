@@ -1,0 +1,5 @@
+"""The course around the method: the course clip and where its outputs go (``vp2p.course`` re-exports them), the
+notebook widgets, the studio app, the notebook build and the exercises."""
+
+from vp2p.course.clip import *  # noqa: F401,F403
+from vp2p.course.clip import FIGURES_VARIABLE  # noqa: F401
