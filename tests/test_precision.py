@@ -12,9 +12,8 @@ from tiny import smooth_video
 from vp2p.ddim import DDIMSchedule
 from vp2p.inflation import trainable_parameters
 from vp2p.inversion import ddim_invert, null_text_loss
-from vp2p.precision import grad_scaler, master_weights
+from vp2p.precision import grad_scaler, gradient_checkpointing, master_weights
 from vp2p.sampling import unet_output
-from vp2p.tuning import gradient_checkpointing
 
 PROMPT = "a red circle on the grass"
 

@@ -15,7 +15,11 @@ import re
 from numbers import Real
 from pathlib import Path
 
+from vp2p.io.storage import is_cache_file
+
 SD15 = "stable-diffusion-v1-5/stable-diffusion-v1-5"  # the hub id the messages suggest (also vp2p.io.loading.SD15)
+# vp2p.invert's methods (described there), named here, without torch, for the settings' rule and the CLI's choices
+INVERSION_METHODS = ("null-text", "null-text-per-frame", "negative-prompt", "fast", "ddim")
 
 
 # -- settings: one rule per field of vp2p.workflow.Settings
@@ -45,19 +49,13 @@ def _cross_window(value) -> bool:
     return all(_window(v) for v in value.values()) if isinstance(value, dict) else _window(value)
 
 
-def _inversion_method(value) -> bool:
-    from vp2p.inversion import METHODS  # imported here: vp2p.inversion imports torch
-
-    return value in METHODS
-
-
 WINDOW = "a fraction of the steps in [0, 1] or a pair 0 <= start <= end <= 1"
 # field -> (is the value valid, what a valid value is: the fix the message gives)
 SETTING_RULES = {
     "tune_steps": (lambda v: _whole(v, 0), "a whole number >= 0: 0 skips tuning (official 500, toy 50)"),
     "tune_lr": (lambda v: _real(v) and v > 0, "a positive learning rate (official 3e-5, toy 1e-4)"),
     "tune_latents": (lambda v: v in ("sample", "mean"), "'sample' (official) or 'mean'"),
-    "method": (_inversion_method, "one of null-text, null-text-per-frame, negative-prompt, fast, ddim"),
+    "method": (lambda v: v in INVERSION_METHODS, f"one of {', '.join(INVERSION_METHODS)}"),
     "num_steps": (lambda v: _whole(v, 1), "a whole number of DDIM steps >= 1 (official 50, toy 25)"),
     "guidance_scale": (lambda v: _real(v) and v >= 1, "1 or more: 1 is no guidance (official 7.5)"),
     "inner_steps": (lambda v: _whole(v, 1), "a whole number of null-text steps >= 1 per DDIM step (official 10, toy 2)"),
@@ -146,18 +144,11 @@ def check_toy_words(prompts: dict[str, str]) -> None:
 
 # -- outputs: nothing the user gave or owns is written over
 
-# What vp2p.workflow writes into its work folder (tuned weights, their fingerprint and losses, inversions) and
-# the hidden temporary files of vp2p.io.storage's atomic writes: the only files a folder reused as a cache may hold.
-TUNED, TUNING_FINGERPRINT, TUNING_LOSSES = "tuned.safetensors", "tuning.json", "tuning_losses.json"
-CACHE_FILE = re.compile(r"(tuned\.safetensors|tuning\.json|tuning_losses\.json|inversion-[\w.-]+\.safetensors"
-                        r"|\..+\.tmp.*)")
-
-
 def check_work_folder(work: Path) -> None:
     """A work folder to reuse must hold only vp2p's cache files."""
     if not work.is_dir():
         raise FileExistsError(f"{work} is a file, where vp2p keeps its cache folder; choose another out folder")
-    foreign = sorted(p.name for p in work.iterdir() if not CACHE_FILE.fullmatch(p.name))
+    foreign = sorted(p.name for p in work.iterdir() if not is_cache_file(p.name))
     if foreign:
         shown = ", ".join(foreign[:5]) + (", …" if len(foreign) > 5 else "")
         raise FileExistsError(f"{work} holds files vp2p did not write ({shown}); vp2p would keep its tuned weights "

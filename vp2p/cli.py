@@ -20,6 +20,8 @@ import json
 import re
 import sys
 
+from vp2p.checks import INVERSION_METHODS  # torch-free, as everything imported here
+
 # The library speaks its API (num_steps=0); the command's messages name its flags (--steps 0).
 API_FLAGS = {"num_frames": "--frames", "start": "--start", "stride": "--stride", "size": "--size",
              "tune_steps": "--tune-steps", "method": "--method", "num_steps": "--steps", "guidance_scale": "--guidance",
@@ -28,7 +30,6 @@ API_FLAGS = {"num_frames": "--frames", "start": "--start", "stride": "--stride",
              "model": "--model", "dpi": "--dpi"}
 API_PHRASES = {"overwrite=True": "--overwrite", "is_word_swap=False": "--refine"}
 EDIT_VIDEOS = ("source", "reconstruction", "edit")
-METHODS = ("null-text", "null-text-per-frame", "negative-prompt", "fast", "ddim")  # vp2p.inversion.METHODS
 
 
 def in_flags(message: str) -> str:
@@ -222,7 +223,7 @@ def add_edit_arguments(edit):
     edit.add_argument("--tune-steps", type=int,
                       help="fine-tuning steps on the clip; 0 skips tuning (default: 50 on the toy model, 500 "
                            "otherwise, as the paper)")
-    edit.add_argument("--method", choices=METHODS,
+    edit.add_argument("--method", choices=INVERSION_METHODS,
                       help="inversion: null-text (one unconditional embedding per step, shared by all frames), "
                            "null-text-per-frame, negative-prompt, fast (no optimisation) or ddim (default: "
                            "null-text)")

@@ -150,6 +150,7 @@ def edit(pipe, inversion, prompts, controller: AttentionStore | None = None, gui
     """
     prompts = check_prompts(prompts)
     require_vp2p_processors(pipe.unet)
+    inversion.check_weights(pipe.unet)
     if prompts[0] != inversion.prompt:
         raise ValueError(f"prompts[0] must be the prompt the video was inverted with, {inversion.prompt!r}, "
                          f"not {prompts[0]!r}; invert again or fix the source prompt")
@@ -166,8 +167,13 @@ def edit(pipe, inversion, prompts, controller: AttentionStore | None = None, gui
     default_height = blend_resolution(latent_size[0], cross_attention_heights(pipe.unet, latent_size[0]))
     controller.start(latent_size, branches, guided=True, num_steps=num_steps, default_resolution=default_height)
 
-    embeddings = pipe.encode_text(prompts + [""]).float()
-    cond, empty = embeddings[:branches], embeddings[branches:]
+    # the source prompt's embedding as the inversion used it (encoded again, in another batch, it can differ in
+    # reduced precision); inversions saved without it encode it with the targets
+    stored = inversion.source_embedding
+    embeddings = pipe.encode_text((prompts if stored is None else prompts[1:]) + [""]).float()
+    cond, empty = embeddings[:-1], embeddings[-1:]
+    if stored is not None:
+        cond = torch.cat([stored.to(cond.device), cond])
     nulls = inversion.null_embeddings.to(pipe.device)
 
     def uncond_at(step):

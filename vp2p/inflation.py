@@ -33,6 +33,7 @@ from diffusers.models.attention_processor import Attention
 from torch import nn
 
 from vp2p.attention import install_processors
+from vp2p.io.storage import module_fingerprint, settings_fingerprint, tensors_fingerprint
 
 # Parameters tuned on the input video (paper Sec. 4.1; official ``trainable_modules``).
 TRAINABLE_PATTERNS = ("attn1.to_q", "attn2.to_q", "attn_temp")
@@ -215,3 +216,13 @@ def trainable_parameters(unet: nn.Module) -> dict[str, nn.Parameter]:
     if not is_inflated(unet):
         raise ValueError("tune an inflated UNet: call vp2p.inflate_unet(unet) first")
     return {n: p for n, p in unet.named_parameters() if any(pattern in n for pattern in TRAINABLE_PATTERNS)}
+
+
+def weights_fingerprint(unet: nn.Module) -> str:
+    """A cheap fingerprint (milliseconds) of what tuning and inflation decide: the trainable weights (a strided
+    sample, ``vp2p.io.storage``) and the inflation options; of a 2-D UNet given vp2p's processors, all its weights.
+    An inversion records it, and an edit refuses a UNet whose fingerprint has changed since (tuned on another clip)."""
+    if not is_inflated(unet):
+        return module_fingerprint(unet)
+    return settings_fingerprint(weights=tensors_fingerprint(trainable_parameters(unet).items()),
+                                **inflation_options(unet))

@@ -13,8 +13,13 @@ Methods (``invert(..., method=)``):
 
 The ``Inversion`` result holds the DDIM trajectory z_0 … z_T, the per-step embeddings, the reconstruction and its
 errors; ``save``/``load`` round-trip it, and ``invert(..., cache=path)`` reuses a saved one made with the same
-inputs (the cache key covers the video, prompt, settings, dtype, scheduler, inflation options and a fingerprint of
-every weight of the UNet, text encoder and VAE).
+inputs (the cache key covers the video, prompt, settings — ``reconstruct`` included —, dtype, scheduler, inflation
+options, a fingerprint of every weight of the UNet, text encoder and VAE, the cache format and the package version).
+
+It also records what editing must match: ``weights``, the fingerprint of the UNet's tuned weights and inflation
+options it was made with (``vp2p.edit`` refuses a UNet tuned since on another clip), and ``source_embedding``, the
+source prompt's embedding, which the edit's source branch reuses (encoded again in another batch it can differ in
+reduced precision, and the source branch would no longer retrace the reconstruction).
 
 Precision: the embeddings being optimised are float32; with a float16 UNet the loss is scaled before the backward
 pass (``vp2p.precision.grad_scaler``), else its gradient underflows and the embedding hardly moves.
@@ -35,15 +40,15 @@ from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
 from vp2p.attention import require_vp2p_processors
+from vp2p.checks import INVERSION_METHODS
 from vp2p.ddim import DDIMSchedule, ddim_inverse_step, ddim_step, guide
-from vp2p.inflation import inflation_options, is_inflated
-from vp2p.precision import grad_scaler
+from vp2p.inflation import inflation_options, is_inflated, weights_fingerprint
+from vp2p.inspect.fidelity import psnr
+from vp2p.io.storage import array_fingerprint, cache_key, module_fingerprint, refuse_overwrite, save_tensors
+from vp2p.precision import grad_scaler, gradient_checkpointing
 from vp2p.sampling import sample, unet_output
-from vp2p.io.storage import (array_fingerprint, module_fingerprint, refuse_overwrite, save_tensors,
-                          settings_fingerprint)
-from vp2p.tuning import gradient_checkpointing
 
-METHODS = ("null-text", "null-text-per-frame", "negative-prompt", "fast", "ddim")
+METHODS = INVERSION_METHODS
 
 
 @dataclass
@@ -62,6 +67,8 @@ class Inversion:
     iterations: list = field(default_factory=list)  # null-text: Adam iterations of each step (early stop < inner)
     seconds: float = 0.0
     key: str = ""  # hash of the inputs, for caching
+    weights: str = ""  # vp2p.inflation.weights_fingerprint of the UNet it was made with ("": not recorded)
+    source_embedding: torch.Tensor | None = None  # (1, tokens, dim) float32: the source prompt's text embedding
 
     @property
     def z_T(self) -> torch.Tensor:
@@ -76,6 +83,15 @@ class Inversion:
         """The fast method samples the source branch without guidance."""
         return 1.0 if self.method == "fast" else self.guidance_scale
 
+    def check_weights(self, unet) -> None:
+        """Refuse ``unet`` if its tuned weights or inflation options are not those this inversion was made with."""
+        if self.weights and self.weights != weights_fingerprint(unet):
+            raise ValueError(
+                "the UNet's tuned weights are not those this inversion was made with (it was tuned since, most "
+                "often on another clip, or inflated with other options): editing would mix two clips. Prepare this "
+                "clip again — vp2p.workflow.prepare(pipe, frames, source, settings, work_dir) loads its cached "
+                "tuning in seconds — or tune and invert it again")
+
     def trainable_count(self) -> int:
         """Numbers optimised by the method (the paper's Table 2 compares them)."""
         return 0 if not self.method.startswith("null-text") else self.null_embeddings.numel()
@@ -87,12 +103,14 @@ class Inversion:
                    "frames": torch.from_numpy(self.frames)}
         if self.reconstruction is not None:
             tensors["reconstruction"] = torch.from_numpy(self.reconstruction)
+        if self.source_embedding is not None:
+            tensors["source_embedding"] = self.source_embedding
         for name in ("step_errors", "frame_psnr"):
             if getattr(self, name) is not None:
                 tensors[name] = torch.from_numpy(np.asarray(getattr(self, name), dtype=np.float64))
         meta = {"prompt": self.prompt, "method": self.method, "num_steps": self.num_steps,
                 "guidance_scale": self.guidance_scale, "losses": self.losses, "iterations": self.iterations,
-                "seconds": self.seconds, "key": self.key}
+                "seconds": self.seconds, "key": self.key, "weights": self.weights}
         return save_tensors(path, tensors, metadata={"vp2p_inversion": json.dumps(meta)})
 
     @classmethod
@@ -107,14 +125,14 @@ class Inversion:
         t = load_file(str(path))
         arrays = {k: t[k].numpy() for k in ("reconstruction", "step_errors", "frame_psnr") if k in t}
         return cls(frames=t["frames"].numpy(), trajectory=t["trajectory"], null_embeddings=t["null_embeddings"],
-                   **arrays, **meta)
+                   source_embedding=t.get("source_embedding"), **arrays, **meta)
 
 
 def inversion_key(pipe, frames: np.ndarray, prompt: str, **settings) -> str:
     """A fingerprint of everything an inversion depends on: the video, the prompt, the settings, the dtype, the
     scheduler, how the UNet was inflated and (sampled, see ``vp2p.io.storage``) every weight of the UNet — tuned ones
-    included —, the text encoder and the VAE."""
-    return settings_fingerprint(
+    included —, the text encoder and the VAE; with the cache format and the package version (``cache_key``)."""
+    return cache_key(
         frames=array_fingerprint(frames), prompt=prompt, model=pipe.name, dtype=str(pipe.dtype),
         scheduler=dict(pipe.scheduler.config), inflation=inflation_options(pipe.unet) if is_inflated(pipe.unet) else None,
         weights=[module_fingerprint(m) for m in (pipe.unet, pipe.text_encoder, pipe.vae)], **settings)
@@ -188,11 +206,6 @@ def null_text_optimization(unet, trajectory, cond, uncond, schedule, num_frames,
     return NullText(torch.stack(embeddings), losses, iterations, torch.stack(path))
 
 
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
-    return float(10 * np.log10(255.0**2 / max(mse, 1e-10)))
-
-
 def invert(pipe, frames: np.ndarray, prompt: str, method: str = "null-text", num_steps: int = 50,
            guidance_scale: float = 7.5, inner_steps: int = 10, lr: float = 1e-2, early_stop: float = 1e-5,
            reconstruct: bool = True, cache: str | Path | None = None, progress: bool = True) -> Inversion:
@@ -205,7 +218,7 @@ def invert(pipe, frames: np.ndarray, prompt: str, method: str = "null-text", num
     require_vp2p_processors(pipe.unet)
     pipe.check_frames(frames)
     settings = dict(method=method, num_steps=num_steps, guidance_scale=guidance_scale, inner_steps=inner_steps,
-                    lr=lr, early_stop=early_stop)
+                    lr=lr, early_stop=early_stop, reconstruct=reconstruct)
     key = inversion_key(pipe, frames, prompt, **settings)
     if cache is not None and Path(cache).exists():
         cached = Inversion.load(cache)
@@ -231,7 +244,8 @@ def invert(pipe, frames: np.ndarray, prompt: str, method: str = "null-text", num
     result = Inversion(prompt=prompt, method=method, num_steps=num_steps, guidance_scale=guidance_scale,
                        frames=frames, trajectory=trajectory, null_embeddings=null,
                        losses=optimized.losses if optimized else [],
-                       iterations=optimized.iterations if optimized else [], key=key)
+                       iterations=optimized.iterations if optimized else [], key=key,
+                       weights=weights_fingerprint(pipe.unet), source_embedding=cond.float().cpu().clone())
     if reconstruct and optimized is not None:  # null-text already sampled the reconstruction's path
         record_reconstruction(pipe, result, optimized.path)
     elif reconstruct:

@@ -1,4 +1,5 @@
-"""The precision policy: which dtype the weights have, what is computed in it, and what always stays float32.
+"""The precision and memory policy: which dtype the weights have, what is computed in it, what always stays
+float32, and when activations are recomputed (gradient checkpointing, on CUDA, for tuning and null-text).
 
 One place decides, every stage follows:
 
@@ -72,3 +73,19 @@ def master_weights(params: dict[str, torch.nn.Parameter]):
             p.requires_grad_(False)
             p.grad = None
             p.data = p.data.to(originals[name])
+
+
+@contextmanager
+def gradient_checkpointing(unet, enabled: bool):
+    """Recompute activations in the backward pass (less memory, ~30% more time) for the duration of a block.
+
+    diffusers checkpoints non-reentrantly, so every trainable tensor gets its gradient (the official code's
+    reentrant checkpointing leaves the first two down blocks' tensors without one)."""
+    was = getattr(unet, "is_gradient_checkpointing", False)
+    if enabled and not was:
+        unet.enable_gradient_checkpointing()
+    try:
+        yield
+    finally:
+        if enabled and not was:
+            unet.disable_gradient_checkpointing()

@@ -24,7 +24,7 @@ from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
 from vp2p.inflation import inflation_options, trainable_parameters
-from vp2p.precision import autocast, grad_scaler, master_weights
+from vp2p.precision import autocast, grad_scaler, gradient_checkpointing, master_weights
 from vp2p.sampling import unet_output
 from vp2p.io.storage import refuse_overwrite, save_tensors
 
@@ -42,22 +42,6 @@ class TuneResult:
         x = np.asarray(self.losses, dtype=np.float64)
         window = max(1, min(window, len(x)))
         return np.convolve(x, np.ones(window) / window, mode="valid")
-
-
-@contextlib.contextmanager
-def gradient_checkpointing(unet, enabled: bool):
-    """Recompute activations in the backward pass (less memory, ~30% more time) for the duration of a block.
-
-    diffusers checkpoints non-reentrantly, so every trainable tensor gets its gradient (the official code's
-    reentrant checkpointing leaves the first two down blocks' tensors without one)."""
-    was = getattr(unet, "is_gradient_checkpointing", False)
-    if enabled and not was:
-        unet.enable_gradient_checkpointing()
-    try:
-        yield
-    finally:
-        if enabled and not was:
-            unet.disable_gradient_checkpointing()
 
 
 @contextlib.contextmanager
@@ -123,11 +107,18 @@ def tune(pipe, frames: np.ndarray, prompt: str, steps: int = 500, lr: float = 3e
     return result
 
 
-def save_tuned(unet, path, overwrite: bool = False) -> Path:
-    """Save only the tuned parameters (a few % of the UNet) as safetensors, with the inflation options."""
+def save_tuned(unet, path, overwrite: bool = False, metadata: dict[str, str] | None = None) -> Path:
+    """Save only the tuned parameters (a few % of the UNet) as safetensors, with the inflation options and
+    ``metadata`` (text; ``vp2p.workflow`` keeps what the weights were tuned on there, in the same file)."""
     path = Path(path)
     refuse_overwrite(path, overwrite)
-    return save_tensors(path, trainable_parameters(unet), metadata=inflation_options(unet))
+    return save_tensors(path, trainable_parameters(unet), metadata={**(metadata or {}), **inflation_options(unet)})
+
+
+def tuned_metadata(path) -> dict[str, str]:
+    """The text metadata of a file saved by ``save_tuned`` (without reading its tensors)."""
+    with safe_open(str(path), "pt") as f:
+        return dict(f.metadata() or {})
 
 
 def load_tuned(unet, path) -> None:
@@ -138,9 +129,8 @@ def load_tuned(unet, path) -> None:
     state = load_file(str(path))
     params = trainable_parameters(unet)
     ours = inflation_options(unet)
-    with safe_open(str(path), "pt") as f:
-        # files saved before the option existed were inflated with its then only behaviour
-        saved = {"frame_keys": "first", "group_norm": "frame", **(f.metadata() or {})}
+    # files saved before the option existed were inflated with its then only behaviour
+    saved = {"frame_keys": "first", "group_norm": "frame", **tuned_metadata(path)}
     for option, value in ours.items():
         if saved[option] != value:
             raise ValueError(f"{path} was tuned with {option}={saved[option]!r} but this UNet uses {value!r}; "

@@ -22,10 +22,12 @@ from vp2p import checks
 from vp2p.controllers import AttentionStore
 from vp2p.editing import EditResult, check_prompts, edit, make_controller, parse_eq_params
 from vp2p.inflation import inflate_unet, inflation_options, is_inflated, restore_base_weights, trainable_parameters
-from vp2p.inversion import Inversion, invert
+from vp2p.inversion import Inversion, invert, inversion_key
 from vp2p.io.loading import is_toy
-from vp2p.io.storage import array_fingerprint, module_fingerprint, write_json
-from vp2p.tuning import TuneResult, load_tuned, save_tuned, tune
+from vp2p.io.storage import array_fingerprint, cache_key, cache_path, module_fingerprint
+from vp2p.tuning import TuneResult, load_tuned, save_tuned, tune, tuned_metadata
+
+TUNING_METADATA = "vp2p_tuning"  # the tuned weights file's record of its inputs and losses
 
 
 @dataclass
@@ -129,10 +131,18 @@ def checked_options(pipe, prompts, settings: Settings, options: dict) -> dict:
 
 @dataclass
 class Run:
+    """A prepared clip: its tuning and inversion, then its edits."""
+
     tuning: TuneResult | None
     inversion: Inversion
     edits: list[EditResult] = field(default_factory=list)
     seconds: dict = field(default_factory=dict)
+
+    @property
+    def weights(self) -> str:
+        """The fingerprint of the tuned weights the run was prepared with (``vp2p.inflation.weights_fingerprint``):
+        ``edit_run`` refuses a pipeline whose UNet holds other weights since (tuned on another clip)."""
+        return self.inversion.weights
 
 
 def prepare(pipe, frames: np.ndarray, source: str, settings: Settings, work_dir=None, progress=True) -> Run:
@@ -155,48 +165,58 @@ def tune_stage(pipe, frames: np.ndarray, source: str, settings: Settings, work_d
     """Inflate ``pipe.unet`` if needed and tune it, or load the weights tuned on the same inputs in ``work_dir``.
 
     Tuning always starts from the base model: weights tuned on another clip before (on the same pipe) are undone
-    first. Returns the TuneResult (from the cache: its losses, ``seconds`` 0), or None when ``tune_steps`` is 0.
+    first. The weights file is named by the key of its inputs (``tuned-<key>.safetensors``) and holds them and the
+    losses in its metadata: one atomic write, so no crash can leave a description of other weights. Returns the
+    TuneResult (from the cache: its losses, ``seconds`` 0), or None when ``tune_steps`` is 0.
     """
-    work = Path(work_dir) if work_dir is not None else None
     if not is_inflated(pipe.unet):
         inflate_unet(pipe.unet)
     restore_base_weights(pipe.unet)
-    tuned_path = work / checks.TUNED if work else None
     # of the base weights: taken before tuning moves them (taken after, it never matched the next run's)
-    fingerprint = _fingerprint(pipe, frames, source, settings) if work else None
-    if tuned_path is not None and tuned_path.exists() and _saved_fingerprint(work) == fingerprint:
-        load_tuned(pipe.unet, tuned_path)
-        losses_path = work / checks.TUNING_LOSSES
-        losses = json.loads(losses_path.read_text()) if losses_path.exists() else []
-        return TuneResult(losses=losses, trained=sum(p.numel() for p in trainable_parameters(pipe.unet).values()))
-    if settings.tune_steps <= 0:
-        return None
+    fingerprint = tuning_fingerprint(pipe, frames, source, settings)
+    path = cache_path(work_dir, "tuned", cache_key(**fingerprint)) if work_dir is not None else None
+    cached = load_tuning(pipe, path, fingerprint) if path is not None else None
+    if cached is not None or settings.tune_steps <= 0:
+        return cached
     tuning = tune(pipe, frames, source, steps=settings.tune_steps, lr=settings.tune_lr, seed=settings.seed,
                   latents=settings.tune_latents, progress=progress)
-    if work is not None:  # weights first, fingerprint last: a fingerprint always describes complete weights
-        save_tuned(pipe.unet, tuned_path, overwrite=True)
-        write_json(work / checks.TUNING_LOSSES, tuning.losses)
-        write_json(work / checks.TUNING_FINGERPRINT, fingerprint)
+    if path is not None:
+        record = json.dumps({"fingerprint": fingerprint, "losses": tuning.losses})
+        save_tuned(pipe.unet, path, overwrite=True, metadata={TUNING_METADATA: record})
     return tuning
 
 
-def inversion_cache(work_dir, settings: Settings) -> Path:
-    """Where ``invert_stage`` keeps the inversion of a method and step count inside ``work_dir``."""
-    return Path(work_dir) / f"inversion-{settings.method}-{settings.num_steps}steps.safetensors"
+def load_tuning(pipe, path: Path, fingerprint: dict) -> TuneResult | None:
+    """The tuning saved at ``path`` loaded into ``pipe.unet`` if its recorded inputs are ``fingerprint``, else
+    None (no file, or one of an older format)."""
+    if not path.exists():
+        return None
+    record = json.loads(tuned_metadata(path).get(TUNING_METADATA, "{}"))
+    if record.get("fingerprint") != json.loads(json.dumps(fingerprint)):  # compared as stored: JSON
+        return None
+    load_tuned(pipe.unet, path)
+    return TuneResult(losses=record["losses"], trained=sum(p.numel() for p in trainable_parameters(pipe.unet).values()))
+
+
+def inversion_options(settings: Settings, reconstruct: bool = True) -> dict:
+    """``vp2p.invert``'s options from the settings (the stages always reconstruct: the studio shows it). Every
+    option that enters the inversion's key is named, so that ``inversion_cache`` finds the file ``invert`` writes."""
+    return dict(method=settings.method, num_steps=settings.num_steps, guidance_scale=settings.guidance_scale,
+                inner_steps=settings.inner_steps, lr=settings.null_text_lr, early_stop=1e-5, reconstruct=reconstruct)
+
+
+def inversion_cache(pipe, frames: np.ndarray, source: str, settings: Settings, work_dir) -> Path:
+    """Where ``invert_stage`` keeps this inversion in ``work_dir``: ``inversion-<key>.safetensors``, the key of
+    every input (``vp2p.inversion.inversion_key``: the UNet's current weights included)."""
+    return cache_path(work_dir, "inversion", inversion_key(pipe, frames, source, **inversion_options(settings)))
 
 
 def invert_stage(pipe, frames: np.ndarray, source: str, settings: Settings, work_dir=None,
                  progress=True) -> Inversion:
-    """Invert with ``settings.method`` and ``settings.num_steps``, cached in ``work_dir`` (redone when the model,
-    video, prompt or settings changed)."""
-    cache = inversion_cache(work_dir, settings) if work_dir is not None else None
-    options = dict(method=settings.method, num_steps=settings.num_steps, guidance_scale=settings.guidance_scale,
-                   inner_steps=settings.inner_steps, lr=settings.null_text_lr, progress=progress)
-    try:
-        return invert(pipe, frames, source, cache=cache, **options)
-    except FileExistsError:  # our own cache, made from other inputs: replace it
-        cache.unlink(missing_ok=True)
-        return invert(pipe, frames, source, cache=cache, **options)
+    """Invert with the settings, cached in ``work_dir`` under the key of its inputs (so another model, video,
+    prompt or setting finds no file, and two processes inverting the same clip both write a complete one)."""
+    cache = inversion_cache(pipe, frames, source, settings, work_dir) if work_dir is not None else None
+    return invert(pipe, frames, source, cache=cache, progress=progress, **inversion_options(settings))
 
 
 def edit_run(pipe, run: Run, prompts, settings: Settings, progress=True, decoupled: bool = True,
@@ -224,7 +244,7 @@ def video_p2p(pipe, frames, source: str, targets, settings: Settings | None = No
     return run
 
 
-def _fingerprint(pipe, frames, source, settings) -> dict:
+def tuning_fingerprint(pipe, frames, source, settings) -> dict:
     """What tuned weights depend on: the clip, the prompt, the base model (its weights, read right after
     ``restore_base_weights``), how it was inflated, and the tuning settings."""
     return {"frames": array_fingerprint(frames), "source": source, "model": pipe.name, "dtype": str(pipe.dtype),
@@ -232,8 +252,3 @@ def _fingerprint(pipe, frames, source, settings) -> dict:
             "vae": module_fingerprint(pipe.vae),
             **inflation_options(pipe.unet), "tune_steps": settings.tune_steps, "tune_lr": settings.tune_lr,
             "tune_latents": settings.tune_latents, "seed": settings.seed}
-
-
-def _saved_fingerprint(work: Path) -> dict | None:
-    path = work / checks.TUNING_FINGERPRINT
-    return json.loads(path.read_text()) if path.exists() else None

@@ -12,6 +12,7 @@ repository's ``figures/`` (``vp2p.course.build``).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import urllib.request
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vp2p.io.storage import atomic_path
 from vp2p.toy import world
 from vp2p.workflow import Settings, settings_for
 
@@ -83,6 +85,18 @@ def local_file(path_or_url: str, folder) -> Path:
         urllib.request.urlretrieve(text, partial)
         partial.replace(target)
     return target
+
+
+def save_upload(name: str, content: bytes, folder) -> Path:
+    """An uploaded file kept in ``folder`` as ``<name>-<hash of its content><suffix>``, written atomically: two
+    uploads of the same name (two kernels share the folder) never overwrite each other, and the same file uploaded
+    twice is kept once (and finds its prepared work folder again)."""
+    safe = Path(re.sub(r"[^A-Za-z0-9._-]", "_", Path(name).name))
+    path = Path(folder) / f"{safe.stem or 'clip'}-{hashlib.sha256(content).hexdigest()[:12]}{safe.suffix}"
+    if not path.exists():
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(content)
+    return path
 
 
 def clip(pipe, video=None, scene: world.Scene = SCENE, downloads=None) -> np.ndarray:

@@ -77,9 +77,7 @@ def toy_clip(pipe, scene: world.Scene, root) -> Clip:
 def uploaded_clip(pipe, name: str, content: bytes, root) -> Clip:
     """An uploaded video (mp4, gif, …) saved under ``root/uploads`` and read as the course reads clips."""
     safe = re.sub(r"[^A-Za-z0-9._-]", "_", Path(name).name) or "clip"
-    path = Path(root) / "uploads" / safe
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(bytes(content))  # our copy in our folder; the user's file is untouched
+    path = course.save_upload(name, bytes(content), Path(root) / "uploads")  # our copy; the user's file is untouched
     frames = course.clip(pipe, str(path))
     return Clip(f"upload: {safe}", frames, "", Path(root) / course.work_dir(pipe, video=str(path), root=".").name)
 

@@ -148,7 +148,7 @@ class Stages:
         pipe = self.prepare(model, index, video)
         settings = self.settings.replace(method=method)
         folder = self.folder(model, index)
-        fresh = not inversion_cache(folder, settings).exists()
+        fresh = not inversion_cache(pipe, video.frames, video.caption, settings, folder).exists()
         start = time.perf_counter()
         inversion = invert_stage(pipe, video.frames, video.caption, settings, folder, self.progress)
         if fresh:
@@ -162,7 +162,7 @@ class Stages:
 
 def vae_round_trip_psnr(pipe, frames: np.ndarray) -> float:
     """Mean PSNR over frames of encode → decode: no inversion can reconstruct better than the VAE itself."""
-    from vp2p.inversion import psnr
+    from vp2p.inspect.fidelity import psnr
 
     decoded = pipe.decode_latents(pipe.encode_video(frames))
     return float(np.mean([psnr(a, b) for a, b in zip(decoded, frames)]))
@@ -194,19 +194,18 @@ def row_scores(stages: Stages, row: Row, index: int, video: world.ToyVideo, case
                scorers: Scorers) -> tuple[list[dict], dict[str, np.ndarray]]:
     """Edit clip ``index`` as ``row`` does, every case; returns the scores of each edit and the edited videos.
 
-    Cached beside the clip's inversions (``rows/<row>.json`` + ``.npz``), keyed by the inversion's own key (which
-    covers the model's weights, the clip, the prompt and the inversion settings), the row, the cases, the editing
-    settings and the metrics' weights.
+    Cached beside the clip's inversions (``rows/<row>-<key>.json`` + ``.npz``), named by a key of the inversion's
+    own key (which covers the model's weights, the clip, the prompt and the inversion settings), the row, the cases,
+    the editing settings, the metrics' weights, the cache format and the package version (``cache_key``).
     """
-    from vp2p.io.storage import atomic_path, settings_fingerprint, write_json
+    from vp2p.io.storage import atomic_path, cache_key, write_json
 
     pipe, inversion = stages.inversion(row.model, row.inversion, index, video)
-    key = settings_fingerprint(inversion=inversion.key, row=asdict(row), cases=[c.as_dict() for c in cases],
-                               settings=asdict(stages.settings), scorers=scorers.status())
-    path = stages.cache / f"video-{index:03d}" / "rows" / f"{row.slug}.json"
-    cached = json.loads(path.read_text()) if path.exists() else None
-    if cached and cached["key"] == key and path.with_suffix(".npz").exists():
-        return cached["edits"], dict(np.load(path.with_suffix(".npz")))
+    key = cache_key(inversion=inversion.key, row=asdict(row), cases=[c.as_dict() for c in cases],
+                    settings=asdict(stages.settings), scorers=scorers.status())
+    path = stages.cache / f"video-{index:03d}" / "rows" / f"{row.slug}-{key}.json"
+    if path.exists() and path.with_suffix(".npz").exists():
+        return json.loads(path.read_text())["edits"], dict(np.load(path.with_suffix(".npz")))
     edits, videos = [], {}
     for case in cases:
         start = time.perf_counter()

@@ -45,9 +45,9 @@ from functools import lru_cache
 
 import numpy as np
 
+from vp2p.inspect.fidelity import PSNR_CAP, psnr, psnr_from_mse  # noqa: F401  (psnr, PSNR_CAP: part of the API)
 from vp2p.toy import world
 
-PSNR_CAP = 100.0  # dB reported for identical images (instead of infinity)
 
 # ---------------------------------------------------------------- readings
 
@@ -604,20 +604,6 @@ def score(reading: FrameReading | VideoReading, scene: world.Scene) -> dict[str,
 # ---------------------------------------------------------------- fidelity
 
 
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    """Peak signal-to-noise ratio in dB of two uint8 arrays of the same shape; identical arrays give PSNR_CAP."""
-    a, b = np.asarray(a), np.asarray(b)
-    if a.shape != b.shape:
-        raise ValueError(f"psnr needs arrays of the same shape, got {a.shape} and {b.shape}")
-    return _psnr_from_mse(float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)))
-
-
-def _psnr_from_mse(mse: float) -> float:
-    if mse <= 0:
-        return PSNR_CAP
-    return float(min(PSNR_CAP, 10 * np.log10(255.0**2 / mse)))
-
-
 def union_masks(*masks: np.ndarray) -> np.ndarray:
     """Pixelwise OR of bool masks of the same shape (e.g. the source and the edited object's masks)."""
     if not masks:
@@ -651,7 +637,7 @@ def background_psnr(video_a: np.ndarray, video_b: np.ndarray, masks: np.ndarray,
             "use smaller masks or a smaller dilation"
         )
     diff = a.astype(np.float64)[keep] - b.astype(np.float64)[keep]
-    return _psnr_from_mse(float(np.mean(diff**2)))
+    return psnr_from_mse(float(np.mean(diff**2)))
 
 
 # ---------------------------------------------------------------- object geometry

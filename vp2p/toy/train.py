@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from vp2p.inspect.fidelity import psnr_from_mse
 from vp2p.toy import world
 from vp2p.toy.tokenizer import write_tokenizer
 
@@ -128,9 +129,8 @@ def to_tensor(frames: np.ndarray) -> torch.Tensor:
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    """PSNR in dB between two batches in [-1, 1]."""
-    mse = ((a.clamp(-1, 1) - b.clamp(-1, 1)) / 2).pow(2).mean().item()
-    return 10 * math.log10(1 / max(mse, 1e-12))
+    """PSNR in dB between two batches in [-1, 1] (``vp2p.inspect.fidelity``'s formula, on a peak of 1)."""
+    return psnr_from_mse(((a.clamp(-1, 1) - b.clamp(-1, 1)) / 2).pow(2).mean().item(), peak=1.0)
 
 
 # ---------------------------------------------------------------- stage 1: VAE
