@@ -9,7 +9,8 @@ from tiny import smooth_video
 from vp2p import checks, workflow
 from vp2p.io.loading import is_toy, toy_model_path
 from vp2p.toy.world import VOCABULARY
-from vp2p.workflow import TOY_SETTINGS, Settings
+from vp2p.toy.settings import TOY_SETTINGS, unknown_toy_words
+from vp2p.workflow import Settings
 
 SOURCE, TARGET = "a red circle", "a blue circle"
 THRESHOLD = ("must be between 0 and 1, both excluded (official 0.3): the blend mask keeps what is above this share "
@@ -29,7 +30,7 @@ def no_tuning(monkeypatch):
 BAD_SETTINGS = [
     ({"tune_steps": -1}, "tune_steps=-1 must be a whole number >= 0: 0 skips tuning (official 500, toy 50)"),
     ({"tune_steps": 2.5}, "tune_steps=2.5 must be a whole number >= 0: 0 skips tuning (official 500, toy 50)"),
-    ({"tune_lr": 0}, "tune_lr=0 must be a positive learning rate (official 3e-5, toy 1e-4)"),
+    ({"tune_lr": 0}, "tune_lr=0 must be a positive learning rate (official 3e-5, toy 3e-4)"),
     ({"method": "null text"}, "method='null text' must be one of null-text, null-text-per-frame, negative-prompt, "
                               "fast, ddim"),
     ({"num_steps": 0}, "num_steps=0 must be a whole number of DDIM steps >= 1 (official 50, toy 25)"),
@@ -113,8 +114,8 @@ def test_blend_word_is_the_official_name_of_blend_words(tiny_pipe):
 
 
 def test_unknown_toy_words():
-    assert checks.unknown_toy_words("A red striped circle, bouncing on the grass at night.") == []
-    assert checks.unknown_toy_words("a rabbit is jumping on the grass; a Rabbit!") == ["rabbit", "jumping"]
+    assert unknown_toy_words("A red striped circle, bouncing on the grass at night.") == []
+    assert unknown_toy_words("a rabbit is jumping on the grass; a Rabbit!") == ["rabbit", "jumping"]
 
 
 def test_a_toy_pipeline_refuses_words_it_does_not_know_before_tuning(monkeypatch):

@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from tiny import smooth_video
+from vp2p.checks import SD15
 from vp2p.cli import build_parser, main
 from vp2p.editing import parse_weights
 
@@ -85,8 +86,8 @@ def test_edit_runs_end_to_end_and_caches_the_long_stages(tiny_model_dir, tmp_pat
             assert (out / f"{name}.{suffix}").stat().st_size > 0
     assert report["seconds"]["tune"] > 0
     cached = {p.name: p.stat().st_mtime_ns for p in (out / "cache").iterdir()}
-    assert sorted(cached) == ["inversion-null-text-4steps.safetensors", "tuned.safetensors", "tuning.json",
-                              "tuning_losses.json"]
+    assert [re.sub(r"-[0-9a-f]{16}\.", "-KEY.", name) for name in sorted(cached)] == [
+        "inversion-KEY.safetensors", "tuned-KEY.safetensors"]  # named by the key of their inputs
     # a second run with the same inputs reuses the cached tuning and inversion: the long stages would fail if
     # called, and not one cache file is rewritten
     def long_stage(*args, **kwargs):
@@ -308,6 +309,18 @@ def test_demo_refuses_a_cache_folder_it_did_not_write_even_with_overwrite(tmp_pa
         f"vp2p: error: {tmp_path}/cache holds files vp2p did not write (thesis.pdf); vp2p would keep its tuned "
         "weights and inversions there: choose another out folder")
     assert snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize("command", ["demo", "toy-bench"])
+def test_demo_and_toy_bench_refuse_a_model_outside_the_toy_world(command, tiny_model_dir, tmp_path, capsys,
+                                                                  no_long_stages):
+    """Both render 64x64 toy clips and judge them with the toy evaluator: a Stable Diffusion model (here the tiny
+    32-px one, or a hub id) is refused before it is loaded, instead of being run on the toy's clips."""
+    for model, made in ((tiny_model_dir, "makes 32x32 frames"), (SD15, "is not a local model folder")):
+        line = error_of([command, "--out", str(tmp_path / "out"), "--model", str(model)], capsys)
+        assert line.startswith(f"vp2p: error: vp2p {command} runs models of the toy world") and made in line, line
+        assert f"--model '{model}'" in line and f"vp2p edit VIDEO --model {model}" in line
+    assert not (tmp_path / "out").exists()
 
 
 def test_out_must_be_a_folder(tmp_path, capsys, no_long_stages):

@@ -119,10 +119,28 @@ def test_check_frames_errors(pipe):
     with pytest.raises(ValueError) as info:
         pipe.encode_video(frames[:, :30, :30])
     message = str(info.value)
-    assert "30x30" in message and "divisible by 8" in message and "size=24" in message
-    with pytest.raises(ValueError, match="32x36 is not divisible by 8"):
-        pipe.check_frames(np.zeros((2, 32, 36, 3), np.uint8))
-    pipe.check_frames(np.zeros((2, 40, 24, 3), np.uint8))  # multiples of 8 pass
+    # the tiny model: VAE factor 2, two UNet levels -> multiples of 4
+    assert "30x30" in message and "not a multiple of 4" in message and "size=28" in message
+    with pytest.raises(ValueError, match=r"32x34 \(H x W\) is not a multiple of 4"):
+        pipe.check_frames(np.zeros((2, 32, 34, 3), np.uint8))
+    pipe.check_frames(np.zeros((2, 36, 24, 3), np.uint8))  # multiples of 4 pass
+
+
+def test_frame_sizes_must_fit_the_unet_levels_of_sd15():
+    """SD-1.5: VAE factor 8, four UNet levels: 8 x 2^3 = 64. A 520-px clip (a multiple of 8, so the VAE takes it)
+    is refused before any stage, with the sizes that fit."""
+    from types import SimpleNamespace
+
+    from vp2p.io import sd15
+    from vp2p.io.loading import Pipeline
+
+    config = {part: SimpleNamespace(config=SimpleNamespace(**values)) for part, values in
+              (("vae", sd15.VAE), ("unet", sd15.UNET))}
+    pipe = Pipeline(text_encoder=None, tokenizer=None, scheduler=None, device="cpu", dtype=torch.float32, **config)
+    assert pipe.vae_scale_factor == 8 and pipe.frame_multiple == 64
+    with pytest.raises(ValueError, match=r"520x520 \(H x W\) is not a multiple of 64.*size=512"):
+        pipe.check_frames(np.zeros((2, 520, 520, 3), np.uint8))
+    pipe.check_frames(np.zeros((2, 512, 576, 3), np.uint8))
 
 
 # -- paths and hub ids --------------------------------------------------------------------------------------------

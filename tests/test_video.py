@@ -243,6 +243,9 @@ def test_too_few_frames_message(folder):
         ({"start": -1}, "start=-1"),
         ({"size": 500}, "size=500 is not divisible by 8; use 496 or 504"),
         ({"size": (512, 100)}, "width 100 is not divisible by 8; use 96 or 104"),
+        # what SD-1.5's UNet needs (pipe.frame_multiple): a 520-px clip is refused before it is decoded
+        ({"size": 520, "multiple": 64}, "size=520 is not divisible by 64; use 512 or 576"),
+        ({"size": 512, "multiple": 0}, "multiple=0 must be a positive whole number"),
     ],
 )
 def test_argument_errors(folder, kwargs, pattern):
@@ -254,6 +257,10 @@ def test_size_none_requires_multiple_of_8(tmp_path):
     _save(tmp_path / "0.png", 0, h=20, w=36)
     with pytest.raises(ValueError, match=r"20x36.*size=\(16, 32\)"):
         read_video(tmp_path, num_frames=1, size=None)
+    _save(tmp_path / "0.png", 0, h=72, w=64)
+    assert read_video(tmp_path, num_frames=1, size=None, multiple=8).shape == (1, 72, 64, 3)
+    with pytest.raises(ValueError, match=r"72x64.*not divisible by 16.*size=\(64, 64\)"):
+        read_video(tmp_path, num_frames=1, size=None, multiple=16)
 
 
 def test_bad_suffix(tmp_path):

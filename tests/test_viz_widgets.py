@@ -16,7 +16,8 @@ from vp2p import course
 from vp2p.inspect import probes, viz
 from vp2p.course import widgets
 from vp2p.inflation import inflate_unet, trainable_parameters
-from vp2p.workflow import Settings, inversion_cache, prepare
+from vp2p.tuning import tuned_metadata
+from vp2p.workflow import TUNING_METADATA, Settings, inversion_cache, prepare
 
 SOURCE = "a red circle bouncing on the grass"
 TARGET = "a blue circle bouncing on the grass"
@@ -230,8 +231,9 @@ def test_prepare_again_loads_the_tuning_with_its_losses(prepared):
     from vp2p import load_pipeline
 
     pipe, run, work = prepared
-    assert inversion_cache(work, SETTINGS).exists()
-    assert json.loads((work / "tuning.json").read_text())["model"] == pipe.name
+    assert inversion_cache(pipe, run.inversion.frames, SOURCE, SETTINGS, work).exists()
+    tuned = next(work.glob("tuned-*.safetensors"))
+    assert json.loads(tuned_metadata(tuned)[TUNING_METADATA])["fingerprint"]["model"] == pipe.name
     again = prepare(load_pipeline(pipe.name, device="cpu", dtype=torch.float32), run.inversion.frames, SOURCE,
                     SETTINGS, work_dir=work, progress=False)
     assert again.tuning.losses == run.tuning.losses and again.inversion.key == run.inversion.key

@@ -11,7 +11,6 @@ CLI rewrites them to its flags (``--steps 0``).
 from __future__ import annotations
 
 import math
-import re
 from numbers import Real
 from pathlib import Path
 
@@ -53,7 +52,7 @@ WINDOW = "a fraction of the steps in [0, 1] or a pair 0 <= start <= end <= 1"
 # field -> (is the value valid, what a valid value is: the fix the message gives)
 SETTING_RULES = {
     "tune_steps": (lambda v: _whole(v, 0), "a whole number >= 0: 0 skips tuning (official 500, toy 50)"),
-    "tune_lr": (lambda v: _real(v) and v > 0, "a positive learning rate (official 3e-5, toy 1e-4)"),
+    "tune_lr": (lambda v: _real(v) and v > 0, "a positive learning rate (official 3e-5, toy 3e-4)"),
     "tune_latents": (lambda v: v in ("sample", "mean"), "'sample' (official) or 'mean'"),
     "method": (lambda v: v in INVERSION_METHODS, f"one of {', '.join(INVERSION_METHODS)}"),
     "num_steps": (lambda v: _whole(v, 1), "a whole number of DDIM steps >= 1 (official 50, toy 25)"),
@@ -110,36 +109,6 @@ def parse_weight(item: str) -> tuple[str, float]:
     if not sep or not word.strip():
         raise ValueError(f"reweight {item!r}: write WORD=NUMBER, e.g. striped=2")
     return word.strip(), weight_value(word.strip(), value.strip())
-
-
-def toy_vocabulary() -> tuple[str, ...]:
-    from vp2p.toy.world import VOCABULARY
-
-    return VOCABULARY
-
-
-def unknown_toy_words(prompt: str) -> list[str]:
-    """The words of ``prompt`` (lower case, punctuation dropped, as CLIP's tokenizer reads them) the toy model was
-    never trained on."""
-    known = set(toy_vocabulary())
-    return [word for word in dict.fromkeys(re.findall(r"[a-z0-9']+", prompt.lower())) if word not in known]
-
-
-def check_toy_words(prompts: dict[str, str]) -> None:
-    """Refuse prompts with words the toy model does not know (``prompts``: role -> prompt).
-
-    An error, not a warning: the toy model was trained on captions of its synthetic world only, so an unknown word
-    reaches it as a string of single characters it never saw, and the edit is noise — found out only after minutes
-    of tuning and inversion, and most often because a real clip was given to the default model.
-    """
-    for role, prompt in prompts.items():
-        unknown = unknown_toy_words(prompt)
-        if unknown:
-            raise ValueError(
-                f"the toy model does not know {', '.join(map(repr, unknown))} (in the {role} {prompt!r}): it only "
-                f"draws its synthetic world of coloured shapes, with the words {' '.join(toy_vocabulary())}. "
-                f"Describe a toy scene with those words, or for real footage use Stable Diffusion: model={SD15} "
-                "(a GPU and internet) or a local Stable Diffusion folder")
 
 
 # -- outputs: nothing the user gave or owns is written over

@@ -95,7 +95,9 @@ def check_edit(args) -> None:
     checks.check_prompt(args.source, "source prompt")
     checks.check_prompt(args.target, "target prompt")
     if args.model == "toy":
-        checks.check_toy_words({"source prompt": args.source, "target prompt": args.target})
+        from vp2p.toy.settings import check_toy_words
+
+        check_toy_words({"source prompt": args.source, "target prompt": args.target})
     names = [path.name for paths in video_targets(args.out, EDIT_VIDEOS).values() for path in paths]
     checks.check_outputs(args.out, names, inputs=[args.video], overwrite=args.overwrite)
 
@@ -264,7 +266,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="demo",
                       help="folder for the source, reconstruction and edit (.gif, .mp4), attention.png, "
                            "metrics.json and cache/ (default: demo)")
-    demo.add_argument("--model", default="toy", help="the model: 'toy', a local folder or a hub id (default: toy)")
+    demo.add_argument("--model", default="toy",
+                      help="a model of the toy world: 'toy' or a retrained toy model's folder (default: toy)")
     demo.add_argument("--overwrite", action="store_true",
                       help="replace the results of an earlier demo in --out (default: refuse)")
     demo.set_defaults(func=cmd_demo)
@@ -275,7 +278,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser("toy-bench", parents=[debug], help="measure the toy model against its bars")
     bench.add_argument("--out", required=True, help="folder for toy_bench.json (required)")
-    bench.add_argument("--model", default="toy", help="the model to measure (default: toy)")
+    bench.add_argument("--model", default="toy",
+                       help="the model of the toy world to measure: 'toy' or a retrained toy model's folder "
+                            "(default: toy)")
     bench.add_argument("--t2i", type=int, default=200, help="captions for the text-to-image accuracies (default: 200)")
     bench.add_argument("--attention", type=int, default=50, help="frames for attention_in_mask (default: 50)")
     bench.add_argument("--videos", type=int, default=20,

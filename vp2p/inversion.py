@@ -251,8 +251,8 @@ def invert(pipe, frames: np.ndarray, prompt: str, method: str = "null-text", num
     elif reconstruct:
         add_reconstruction(pipe, result, cond, schedule, progress)
     result.seconds = time.perf_counter() - start
-    if cache is not None:
-        result.save(cache)
+    if cache is not None:  # another process may have saved the same inversion meanwhile: same inputs, same file
+        result.save(cache, overwrite=True)
     return result
 
 

@@ -10,6 +10,7 @@ edit names, and on the toy model the words it knows.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import json
 import time
@@ -30,9 +31,10 @@ from vp2p.tuning import TuneResult, load_tuned, save_tuned, tune, tuned_metadata
 TUNING_METADATA = "vp2p_tuning"  # the tuned weights file's record of its inputs and losses
 
 
-@dataclass
+@dataclass(frozen=True)
 class Settings:
-    """Every knob of a run, with the official Video-P2P defaults (SD-1.5, 8 frames at 512²)."""
+    """Every knob of a run, with the official Video-P2P defaults (SD-1.5, 8 frames at 512²). Frozen: a changed copy
+    is ``settings.replace(num_steps=50)``, so no caller changes the settings another one holds."""
 
     tune_steps: int = 500
     tune_lr: float = 3e-5
@@ -53,19 +55,24 @@ class Settings:
         unknown = set(changes) - set(self.__dataclass_fields__)
         if unknown:
             raise ValueError(f"unknown settings {sorted(unknown)}; known: {sorted(self.__dataclass_fields__)}")
-        return Settings(**{**self.__dict__, **changes})
-
-
-# The toy model is small and trained with a large learning rate: it needs fewer, larger steps everywhere (the SD-1.5
-# settings stay official). On 4 held-out clips (color and shape swaps), against 150 tuning steps of 1e-4 and 4
-# null-text steps of 4e-2: 50 tuning steps of 3e-4 edit as well (background 31.7 / 36.8 dB vs 30.8 / 37.8, every
-# edit a hit) in a third of the time; null-text losses fall slowly and steadily (never near the early stop), so
-# 2 Adam steps of 8e-2 reconstruct within 0.35 dB (31.0 vs 31.3 dB) for half the inversion's time.
-TOY_SETTINGS = Settings(tune_steps=50, tune_lr=3e-4, num_steps=25, inner_steps=2, null_text_lr=8e-2)
+        return dataclasses.replace(self, **changes)
 
 
 def settings_for(pipe) -> Settings:
-    return TOY_SETTINGS if is_toy(pipe) else Settings()
+    """The model's settings: the official ones, or the toy model's (``vp2p.toy.settings.TOY_SETTINGS``)."""
+    if is_toy(pipe):
+        from vp2p.toy.settings import TOY_SETTINGS
+
+        return TOY_SETTINGS
+    return Settings()
+
+
+def __getattr__(name: str):
+    if name == "TOY_SETTINGS":  # its old home: vp2p.workflow.TOY_SETTINGS still works
+        from vp2p.toy import settings
+
+        return settings.TOY_SETTINGS
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # The official configs' names of make_controller's options (an alias, so that a config can be passed as is).
@@ -113,7 +120,9 @@ def check_prompt_words(pipe, roles: dict[str, str]) -> None:
     for role, prompt in roles.items():
         checks.check_prompt(prompt, role)
     if is_toy(pipe):
-        checks.check_toy_words(roles)
+        from vp2p.toy.settings import check_toy_words
+
+        check_toy_words(roles)
 
 
 def checked_options(pipe, prompts, settings: Settings, options: dict) -> dict:

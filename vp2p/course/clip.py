@@ -62,7 +62,7 @@ def project_dir(cwd=None) -> Path:
 
 
 def settings(pipe) -> Settings:
-    """The settings every notebook uses: the model's defaults (``workflow.TOY_SETTINGS`` on the toy model: 25 DDIM
+    """The settings every notebook uses: the model's defaults (``vp2p.toy.settings.TOY_SETTINGS`` on the toy model: 25 DDIM
     steps, 2 null-text steps of 8e-2, 50 tuning steps; the official ones otherwise)."""
     return settings_for(pipe)
 
@@ -107,7 +107,7 @@ def clip(pipe, video=None, scene: world.Scene = SCENE, downloads=None) -> np.nda
     if video is None:
         return world.render(scene, num_frames=NUM_FRAMES, size=frame_size(pipe)).frames
     path = local_file(video, downloads or runs_dir() / "downloads")
-    return read_video(path, num_frames=NUM_FRAMES, size=frame_size(pipe))
+    return read_video(path, num_frames=NUM_FRAMES, size=frame_size(pipe), multiple=pipe.frame_multiple)
 
 
 def work_dir(pipe, video=None, scene: world.Scene = SCENE, root=None) -> Path:

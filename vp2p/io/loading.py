@@ -133,6 +133,13 @@ class Pipeline:
         return 2 ** (len(self.vae.config.block_out_channels) - 1)
 
     @property
+    def frame_multiple(self) -> int:
+        """What frame sides must be multiples of: the VAE's factor × 2^(UNet levels − 1), one halving per down
+        block but the last (SD 1.x: 8 × 8 = 64; the toy model: 4 × 4 = 16). Other sizes give feature maps of odd
+        sides, which the strided convolutions round up and the attention maps' geometry no longer matches."""
+        return self.vae_scale_factor * 2 ** (len(self.unet.config.block_out_channels) - 1)
+
+    @property
     def max_tokens(self) -> int:
         return self.tokenizer.model_max_length
 
@@ -159,11 +166,13 @@ class Pipeline:
                 and frames.shape[-1] == 3):
             got = f"{type(frames).__name__} {getattr(frames, 'dtype', '')} {getattr(frames, 'shape', '')}"
             raise ValueError(f"frames must be a uint8 array (frames, H, W, 3), got {got}; use vp2p.read_video")
-        multiple = max(8, self.vae_scale_factor)
+        multiple = self.frame_multiple
         h, w = frames.shape[1:3]
         if h % multiple or w % multiple:
-            raise ValueError(f"frame size {h}x{w} is not divisible by {multiple}; read the video with size= a "
-                             f"multiple of {multiple} (e.g. vp2p.read_video(path, size={h - h % multiple or multiple}))")
+            fit = tuple(max(multiple, n - n % multiple) for n in (h, w))
+            raise ValueError(f"frame size {h}x{w} (H x W) is not a multiple of {multiple} (this model's VAE factor "
+                             f"{self.vae_scale_factor} × 2 per UNet level); read the video with size={fit[0]} or "
+                             f"size={fit}")
 
     @torch.no_grad()
     def encode_posterior(self, frames: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:

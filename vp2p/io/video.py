@@ -46,7 +46,9 @@ __all__ = [
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".webm", ".avi", ".mkv", ".m4v")
 WRITE_SUFFIXES = (".gif", ".mp4")
-_MULTIPLE = 8  # the VAE downsamples by 8, so latents need H, W divisible by 8
+# The smallest size step any model takes: the VAE downsamples by 8. A model asks more (``Pipeline.frame_multiple``:
+# 64 for SD 1.x, whose UNet halves the latents three times): pass it as ``read_video(..., multiple=)``.
+MULTIPLE = 8
 _SIXTEEN_BIT_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N", "F")
 
 
@@ -84,14 +86,21 @@ def natural_key(name: str) -> list:
     return [(0, int(p), "") if p.isdigit() else (1, 0, p.lower()) for p in parts]
 
 
-def _nearest_multiples(n: int) -> str:
-    """Name the valid sizes around ``n`` for error messages ("496 or 504")."""
-    lower = (n // _MULTIPLE) * _MULTIPLE
-    upper = lower + _MULTIPLE
+def _nearest_multiples(n: int, multiple: int = MULTIPLE) -> str:
+    """Name the valid sizes around ``n`` for error messages ("448 or 512")."""
+    lower = (n // multiple) * multiple
+    upper = lower + multiple
     return f"{lower} or {upper}" if lower > 0 else f"{upper}"
 
 
-def _check_size(size) -> tuple[int, int] | None:
+def _check_multiple(multiple) -> int:
+    if not isinstance(multiple, (int, np.integer)) or isinstance(multiple, bool) or multiple < 1:
+        raise ValueError(f"multiple={multiple!r} must be a positive whole number: the model's "
+                         "pipe.frame_multiple (64 for Stable Diffusion 1.x)")
+    return int(multiple)
+
+
+def _check_size(size, multiple: int = MULTIPLE) -> tuple[int, int] | None:
     """Validate ``size`` up front so a bad value fails before any decoding."""
     if size is None:
         return None
@@ -107,11 +116,12 @@ def _check_size(size) -> tuple[int, int] | None:
     for name, n in zip(("height", "width"), hw):
         if n < 1:
             raise ValueError(f"{label}: {name} {n} must be positive; use e.g. 512")
-        if n % _MULTIPLE:
+        if n % multiple:
             what = label if hw[0] == hw[1] else f"{label}: {name} {n}"
             raise ValueError(
-                f"{what} is not divisible by {_MULTIPLE}; use {_nearest_multiples(n)} "
-                "(Stable Diffusion's VAE works on 8x8 pixel blocks)"
+                f"{what} is not divisible by {multiple}; use {_nearest_multiples(n, multiple)} "
+                + ("(Stable Diffusion's VAE works on 8x8 pixel blocks)" if multiple == MULTIPLE else
+                   f"(the model works on {multiple}x{multiple} pixel blocks: its VAE's factor × 2 per UNet level)")
             )
     return hw
 
@@ -309,7 +319,7 @@ def _read_file(path: Path, indices, num_frames, start, stride) -> list[np.ndarra
     return _read_animation(path, indices, num_frames, start, stride)
 
 
-def _fit(frames: list[np.ndarray], hw: tuple[int, int] | None) -> np.ndarray:
+def _fit(frames: list[np.ndarray], hw: tuple[int, int] | None, multiple: int = MULTIPLE) -> np.ndarray:
     """Crop/resize every frame to ``hw``, or check frames can be used as-is."""
     if hw is not None:
         return np.stack([center_crop_resize(f, hw) for f in frames])
@@ -320,11 +330,11 @@ def _fit(frames: list[np.ndarray], hw: tuple[int, int] | None) -> np.ndarray:
             "pass size=512 (or size=(H, W)) to crop and resize them all to one size"
         )
     h, w = shapes[0]
-    if h % _MULTIPLE or w % _MULTIPLE:
-        fh = max(_MULTIPLE, h // _MULTIPLE * _MULTIPLE)
-        fw = max(_MULTIPLE, w // _MULTIPLE * _MULTIPLE)
+    if h % multiple or w % multiple:
+        fh = max(multiple, h // multiple * multiple)
+        fw = max(multiple, w // multiple * multiple)
         raise ValueError(
-            f"frames are {h}x{w} (H x W), not divisible by {_MULTIPLE}, and size=None keeps "
+            f"frames are {h}x{w} (H x W), not divisible by {multiple}, and size=None keeps "
             f"them as they are; pass size=({fh}, {fw}) or size=512 to crop and resize"
         )
     return np.stack(frames)
@@ -336,16 +346,19 @@ def read_video(
     start: int = 0,
     stride: int = 1,
     size: int | tuple[int, int] | None = 512,
+    multiple: int = MULTIPLE,
 ) -> np.ndarray:
     """Read ``num_frames`` frames ``start, start+stride, ...`` as uint8 (F, H, W, 3).
 
     ``source`` is a folder of frames (any files Pillow can open, natural
     order), a ``.gif``, or a video file ffmpeg reads (``.mp4``, ``.mov``, ...).
     ``size``: N -> center-crop square and resize to N x N; (H, W) -> crop to
-    that aspect and resize; None -> keep as is.  Sizes must be divisible by 8
-    because Stable Diffusion's latents are 8x smaller than the image.
+    that aspect and resize; None -> keep as is.  Sizes must be divisible by
+    ``multiple``: 8 at least (the VAE's latents are 8x smaller than the image); pass the model's
+    ``pipe.frame_multiple`` (64 for Stable Diffusion 1.x) to check what its UNet needs too.
     """
-    hw = _check_size(size)
+    multiple = _check_multiple(multiple)
+    hw = _check_size(size, multiple)
     _check_selection(num_frames, start, stride)
     path = Path(source).expanduser()
     if not path.exists():
@@ -354,7 +367,7 @@ def read_video(
         )
     indices = [start + k * stride for k in range(num_frames)]
     reader = _read_folder if path.is_dir() else _read_file
-    return _fit(reader(path, indices, num_frames, start, stride), hw)
+    return _fit(reader(path, indices, num_frames, start, stride), hw, multiple)
 
 
 # --------------------------------------------------------------------------- writing

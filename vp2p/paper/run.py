@@ -247,16 +247,14 @@ def table2_entries(per_clip: list[dict]) -> dict:
 
 
 def default_settings(model: str):
-    """The toy model's settings (``workflow.TOY_SETTINGS``: 25 DDIM steps, 2 null-text steps of 8e-2, 50 tuning
-    steps) or the official ones for any other model. Per clip the default run (Table 1's rows) tunes 1 model and
-    optimises 4 null-text inversions, all eleven rows 3 and 6 (``work_per_clip``)."""
+    """The model's settings (``workflow.settings_for``; the toy model: 25 DDIM steps, 2 null-text steps of 8e-2,
+    50 tuning steps). Per clip the default run (Table 1's rows) tunes 1 model and optimises 4 null-text inversions,
+    all eleven rows 3 and 6 (``work_per_clip``)."""
     from types import SimpleNamespace
 
-    from vp2p.io.loading import is_toy
-    from vp2p.workflow import TOY_SETTINGS, Settings
+    from vp2p.workflow import settings_for
 
-    toy = is_toy(SimpleNamespace(name=str(model)))  # 'toy' or the toy model's folder
-    return TOY_SETTINGS if toy else Settings()
+    return settings_for(SimpleNamespace(name=str(model)))  # 'toy' or the toy model's folder: the toy's
 
 
 # ---------------------------------------------------------------- the run

@@ -98,7 +98,8 @@ def other(values, current, rng) -> str:
     return str(rng.choice([v for v in values if v != current]))
 
 
-def pipeline_metrics(model: str = "toy", count: int = 20, settings=None, seed: int = 0, progress=True) -> dict:
+def pipeline_metrics(model: str = "toy", count: int = 20, settings=None, seed: int = 0, progress=True,
+                     device="cpu") -> dict:
     """Tune, invert and edit ``count`` held-out videos (each on a freshly loaded model); aggregate the verdicts."""
     from vp2p.io.loading import load_pipeline
     from vp2p.workflow import edit_run, prepare, settings_for
@@ -108,7 +109,7 @@ def pipeline_metrics(model: str = "toy", count: int = 20, settings=None, seed: i
         rng = np.random.default_rng([seed, i])
         scene = world.random_scene(HELD_OUT + 20_000 + seed * 1000 + i, attribute_rate=0.0, style_rate=0.0)
         video = world.render(scene)
-        pipe = load_pipeline(model, device="cpu")
+        pipe = load_pipeline(model, device=device)
         s = settings or settings_for(pipe)
         run = prepare(pipe, video.frames, video.caption, s, progress=False)
         row = {"caption": video.caption, "reconstruction_psnr": float(np.mean(run.inversion.frame_psnr)),
@@ -181,20 +182,23 @@ LIMITS = {"swap_mean_drift_px": 2.0}  # bars from above: at most this much
 
 
 def run_bench(out, model: str = "toy", t2i_count: int = 200, attention_count: int = 50, videos: int = 20,
-              settings=None, progress=True, overwrite: bool = False) -> dict:
-    """All toy metrics into ``out/toy_bench.json`` (with the bars and which were met)."""
+              settings=None, progress=True, overwrite: bool = False, device="cpu") -> dict:
+    """All toy metrics of ``model`` (a model of the toy world) on ``device`` into ``out/toy_bench.json`` (with the
+    bars and which were met)."""
     from vp2p.io.loading import load_pipeline
+    from vp2p.toy.settings import check_toy_world_model
 
+    check_toy_world_model(model, "vp2p toy-bench")
     out = Path(out)
     path = out / "toy_bench.json"
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists; pass --overwrite or another --out")
     start = time.perf_counter()
-    pipe = load_pipeline(model, device="cpu")
+    pipe = load_pipeline(model, device=device)
     result = {"model": model, "machine": machine()}
     result.update(t2i_metrics(pipe, t2i_count))
     result["attention_in_mask"] = attention_in_mask(pipe, attention_count)
-    result.update(pipeline_metrics(model, videos, settings, progress=progress))
+    result.update(pipeline_metrics(model, videos, settings, progress=progress, device=device))
     result["seconds"] = time.perf_counter() - start
     result["bars"] = {k: {"bar": v, "met": bool(result[k] >= v)} for k, v in BARS.items()}
     result["bars"].update({k: {"at_most": v, "met": result[k] is not None and bool(result[k] <= v)}

@@ -16,6 +16,7 @@ import numpy as np
 
 from vp2p.checks import check_outputs
 from vp2p.toy import world
+from vp2p.toy.settings import check_toy_world_model
 
 SCENE = world.Scene(color="red", shape="circle", background="grass", motion="bouncing", seed=7)
 TARGET = SCENE.replace(color="blue")
@@ -30,7 +31,8 @@ def output_files() -> list[str]:
 
 
 def run_demo(out, model: str = "toy", scene: world.Scene = SCENE, target: world.Scene = TARGET,
-             progress: bool = True, overwrite: bool = False) -> dict:
+             progress: bool = True, overwrite: bool = False, device="cpu") -> dict:
+    """The demo with ``model`` (a model of the toy world: the bundled one or a retrained one) on ``device``."""
     from vp2p.inspect import viz
     from vp2p.io.loading import load_pipeline
     from vp2p.toy.bench import judge_edit
@@ -38,9 +40,10 @@ def run_demo(out, model: str = "toy", scene: world.Scene = SCENE, target: world.
     from vp2p.io.video import write_videos
     from vp2p.workflow import edit_run, prepare, settings_for
 
+    check_toy_world_model(model, "vp2p demo")
     out = check_outputs(out, output_files(), overwrite=overwrite)
     start = time.perf_counter()
-    pipe = load_pipeline(model, device="cpu")
+    pipe = load_pipeline(model, device=device)
     video = world.render(scene)
     settings = settings_for(pipe)
     run = prepare(pipe, video.frames, video.caption, settings, work_dir=out / "cache", progress=progress)
