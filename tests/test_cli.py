@@ -186,7 +186,7 @@ def test_reweight_value_must_be_a_number(tmp_path, capsys, no_long_stages):
 
 def test_reweight_arguments_are_parsed_and_checked():
     assert parse_weights(["striped=2", "red=0.5"]) == {"striped": 2.0, "red": 0.5}
-    with pytest.raises(ValueError, match="WORD=WEIGHT"):
+    with pytest.raises(ValueError, match="WORD=NUMBER"):
         parse_weights(["striped"])
 
 

@@ -103,9 +103,15 @@ def test_clip_score_is_the_mean_frame_text_cosine(clip):
 
 
 def test_clip_score_resizes_other_frame_sizes(clip):
-    video = world.render(DEMO, num_frames=2).frames  # 64×64: resized to CLIP's 32
+    from PIL import Image
+
+    video = world.render(DEMO, num_frames=2).frames  # 64×64: resized to CLIP's 32 (bicubic, the processor's)
     score = metrics.clip_score(clip, video, DEMO.caption)
-    assert -1.0 <= score <= 1.0
+    small = np.stack([np.asarray(Image.fromarray(f).resize((32, 32), Image.Resampling.BICUBIC)) for f in video])
+    by_hand = _image_embeddings_by_hand(clip, small) @ _text_embedding_by_hand(clip, DEMO.caption)
+    assert score == pytest.approx(by_hand.mean(), abs=2e-3)
+    other = metrics.clip_score(clip, world.render(DEMO.replace(color="blue"), num_frames=2).frames, DEMO.caption)
+    assert abs(other - score) > 1e-3  # the frames' content, not only their size, reaches the score
     with pytest.raises(ValueError, match="uint8 array"):
         metrics.clip_score(clip, video.astype(np.float32), DEMO.caption)
 
@@ -190,8 +196,13 @@ def test_masked_psnr_is_the_psnr_of_the_outside_pixels():
         grown[f, y0 - 1 : y1 + 1, x0 - 1 : x1 + 1] = True
     mse1 = np.mean((a[~grown].astype(np.float64) - b[~grown]) ** 2)
     assert metrics.masked_psnr(a, b, masks, dilate=1) == pytest.approx(10 * np.log10(255**2 / mse1), abs=1e-9)
-    # One formula: the toy evaluator's background PSNR is the same function.
-    assert metrics.masked_psnr(a, b, masks, dilate=2) == ev.background_psnr(a, b, masks, dilate=2)
+    # dilate=2: the 5×5 square; boxes clipped at the frame's edge (rows 6..9 grow to 4..10, the frame ends at 10)
+    grown2 = masks.copy()
+    for f, (y0, y1, x0, x1) in enumerate([(2, 5, 3, 9), (6, 9, 1, 4)]):
+        grown2[f, max(y0 - 2, 0) : y1 + 2, max(x0 - 2, 0) : x1 + 2] = True
+    mse2 = np.mean((a[~grown2].astype(np.float64) - b[~grown2]) ** 2)
+    assert metrics.masked_psnr(a, b, masks, dilate=2) == pytest.approx(10 * np.log10(255**2 / mse2), abs=1e-9)
+    assert mse2 != mse1 != mse  # each dilation leaves other pixels
     # Changes inside the masks do not count.
     c = a.copy()
     c[masks] = 255 - c[masks]
@@ -275,12 +286,22 @@ def test_lpips_over_alexnet_loads_the_official_file_layouts(tmp_path):
     assert d > 0 and metrics.lpips_distance(a, a, weights=lin_path, backbone=alex_path) == 0.0
     # Both in one file gives the same model.
     assert metrics.lpips_distance(a, b, weights=tmp_path / "merged.pth") == pytest.approx(d, rel=1e-6)
-    # The formula on the network's own features.
-    x = lambda v: torch.from_numpy(v).permute(0, 3, 1, 2).float() / 127.5 - 1  # noqa: E731
-    norm = lambda t: (t - model.shift) / model.scale  # noqa: E731
-    with torch.no_grad():
-        direct = metrics.lpips_from_features(model.net(norm(x(a))), model.net(norm(x(b))), list(model.linear))
-    assert d == pytest.approx(float(direct.mean()), rel=1e-5)
+    # The formula in numpy on the taps of the loaded AlexNet, with alex.pth's own weights, layer i to lin{i}: unit
+    # channels, squared difference, weighted, mean over pixels, summed over layers, mean over frames.
+    shift, scale = np.array(metrics.LPIPS_SHIFT), np.array(metrics.LPIPS_SCALE)
+
+    def taps_of(video):
+        pixels = torch.tensor(((video / 127.5 - 1) - shift) / scale, dtype=torch.float32).permute(0, 3, 1, 2)
+        with torch.no_grad():
+            return [t.double().numpy() for t in model.net(pixels)]
+
+    per_frame = 0.0
+    for i, (ta, tb) in enumerate(zip(taps_of(a), taps_of(b))):
+        ua = ta / (np.sqrt((ta**2).sum(1, keepdims=True)) + 1e-10)
+        ub = tb / (np.sqrt((tb**2).sum(1, keepdims=True)) + 1e-10)
+        w = linear[f"lin{i}.model.1.weight"].flatten().double().numpy()
+        per_frame = per_frame + ((ua - ub) ** 2 * w[None, :, None, None]).sum(1).mean((1, 2))
+    assert d == pytest.approx(float(per_frame.mean()), rel=1e-5)
 
 
 def test_lpips_without_weights_says_which_files_and_where(tmp_path):

@@ -12,6 +12,8 @@ import copy
 import json
 import math
 
+import numpy as np
+
 import pytest
 
 from test_metrics import clip_dir  # noqa: F401 (the tiny seeded CLIP, a fixture)
@@ -107,6 +109,25 @@ def test_each_table1_row_edits_and_scores(tiny_run, name):
     for key in TOY_COLUMNS:
         assert math.isfinite(edits[0][key]), key
     assert "clip_score" not in edits[0]  # no CLIP weights: not computed, not faked
+
+
+def test_table1_rows_differ_as_the_method_says(tiny_run):
+    """Each ablation removes one part of the method, so each edits the clip differently from Video-P2P (and from
+    every other row); the rows differing only at editing time (w/o DG: the targets' null embeddings) share the
+    inversion, so their source branches start from the same z_T."""
+    stages, video, cases = tiny_run
+    edited = {}
+    for name in paper.PAPER_TABLE1:
+        row = paper.rows_named([name])[0]
+        edited[name] = paper.row_scores(stages, row, 0, video, cases, paper.Scorers())[1][cases[0].kind]
+    names = list(edited)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            assert np.abs(edited[a].astype(int) - edited[b].astype(int)).max() > 0, (a, b)
+    rows = {r.name: r for r in paper.rows_named(["Video-P2P", "w/o DG"])}
+    _, ours = stages.inversion(rows["Video-P2P"].model, rows["Video-P2P"].inversion, 0, video)
+    _, without_dg = stages.inversion(rows["w/o DG"].model, rows["w/o DG"].inversion, 0, video)
+    assert ours.key == without_dg.key
 
 
 # ---------------------------------------------------------------- sharing and caching

@@ -65,3 +65,11 @@ def test_sd15_shapes_inflate_tune_invert_and_edit(pipe):
         + [f"up_blocks.1.attentions.{i}.transformer_blocks.0.block.attn2" for i in range(3)])
     masks = result.blend_masks
     assert masks.shape == (STEPS - int(0.2 * STEPS), 2, F, SIZE // 8, SIZE // 8)
+    # What the edit must do, beyond shapes: the source branch is not edited, so it retraces the inversion's own
+    # reconstruction (explicit vs fused attention kernels: float rounding only) ...
+    assert np.abs(result.source.astype(int) - inversion.reconstruction.astype(int)).max() <= 1
+    # ... and LocalBlend leaves the target's latents equal to the source's outside the last blend mask
+    latents = result.latents.view(2, F, *result.latents.shape[1:])
+    outside = ~masks[-1, 1][:, None].expand_as(latents[1])
+    assert outside.any() and torch.equal(latents[1][outside], latents[0][outside])
+    assert (latents[1] - latents[0]).abs().max() > 1e-3  # and inside it the edit moved something

@@ -89,7 +89,8 @@ def test_a_reduced_toy_bench(tmp_path):
     strengths = result["reweight_strengths"]
     assert len(strengths) == len(result["reweight_weights"]) == 4
     assert strengths[0] < strengths[1] < strengths[2] and strengths[0] < 0.5 * max(strengths), strengths
-    assert strengths[3] >= 0.9 * strengths[2], strengths  # weight 2 does not undo the pattern
+    # weight 2 does not undo the pattern: stronger than at 0.5, and at least 3/4 of weight 1's (0.917 measured)
+    assert strengths[3] > strengths[1] and strengths[3] >= 0.75 * strengths[2], strengths
 
 
 def test_the_demo_edits_the_video_and_writes_everything(tmp_path):

@@ -132,3 +132,43 @@ def test_load_tuned_refuses_a_unet_inflated_with_other_frame_keys(pipe, tmp_path
     vp2p.inflate_unet(other.unet, frame_keys="first+previous")
     with pytest.raises(ValueError, match="frame_keys='first'"):
         vp2p.load_tuned(other.unet, path)
+
+
+def test_max_grad_norm_clips_every_step_and_none_turns_it_off(pipe, monkeypatch):
+    """Gradients are clipped to ``max_grad_norm`` before each AdamW step (official 1.0): the norm the step sees is at
+    most that; ``None`` leaves them as they are."""
+    real = torch.nn.utils.clip_grad_norm_
+    seen = []
+
+    def spy(params, max_norm, *args, **kwargs):
+        params = list(params)
+        before = real(params, max_norm, *args, **kwargs)  # returns the norm before clipping
+        after = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in params]))
+        seen.append((max_norm, float(before), float(after)))
+        return before
+
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", spy)
+    vp2p.tune(pipe, smooth_video(F), PROMPT, steps=3, lr=1e-4, max_grad_norm=1e-3, progress=False)
+    assert [m for m, _, _ in seen] == [1e-3] * 3
+    assert all(before > 1e-3 and after <= 1e-3 * 1.0001 for _, before, after in seen), seen
+    seen.clear()
+    vp2p.tune(pipe, smooth_video(F), PROMPT, steps=2, lr=1e-4, max_grad_norm=None, progress=False)
+    assert seen == []
+
+
+@pytest.mark.parametrize("latents", ["sample", "mean"])
+def test_latents_sample_draws_from_the_posterior_and_mean_uses_its_mean(pipe, monkeypatch, latents):
+    """``"sample"`` (official): a fresh draw from the VAE posterior every step, mean + std·N(0, 1); ``"mean"``: the
+    posterior mean every step."""
+    mean, std = pipe.encode_posterior(smooth_video(F))
+    clean = []
+    real = pipe.scheduler.add_noise
+    monkeypatch.setattr(pipe.scheduler, "add_noise", lambda z0, noise, t: clean.append(z0.clone()) or real(z0, noise, t))
+    vp2p.tune(pipe, smooth_video(F), PROMPT, steps=4, lr=1e-4, latents=latents, progress=False)
+    assert len(clean) == 4
+    if latents == "mean":
+        assert all(torch.equal(z, mean) for z in clean)
+        return
+    draws = torch.stack([(z - mean) / std for z in clean])  # standard normal if drawn from the posterior
+    assert abs(float(draws.mean())) < 0.05 and abs(float(draws.std()) - 1) < 0.05, (draws.mean(), draws.std())
+    assert not torch.equal(clean[0], clean[1])  # a fresh draw every step

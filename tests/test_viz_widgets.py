@@ -244,7 +244,7 @@ def test_prepare_again_loads_the_tuning_with_its_losses(prepared):
 def test_parse_words_and_weights():
     assert widgets.parse_words(" circle, red circle ,") == ["circle", "red circle"]
     assert widgets.parse_weights("striped=2, red = 0.5") == {"striped": 2.0, "red": 0.5}
-    with pytest.raises(ValueError, match="WORD=WEIGHT"):
+    with pytest.raises(ValueError, match="WORD=NUMBER"):
         widgets.parse_weights("striped")
 
 

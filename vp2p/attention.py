@@ -5,10 +5,12 @@ Each ``diffusers`` ``Attention`` module gets an ``AttentionProcessor`` that know
 the UNet. Per call, through ``cross_attention_kwargs``, the UNet passes ``num_frames`` (frames are folded into the
 batch, see below) and an optional ``controller``. When the controller wants a layer, the processor computes the
 attention probabilities explicitly and lets the controller read or replace them; everywhere else it uses PyTorch's
-fused ``scaled_dot_product_attention``, which never materialises the probabilities (that is where the memory goes).
+fused ``scaled_dot_product_attention``, which never materialises the probabilities (that is where the memory goes)
+— but for cross and temporal attention in reduced precision, computed explicitly whether watched or not, so that
+inversion and editing round alike (``explicit_in_reduced_precision``).
 
-Batch layout ("frames in the batch"): a video of F frames is F consecutive batch rows. A batch of V videos has
-V·F rows, video-major: row = video·F + frame.
+Batch layout ("frames in the batch", ``vp2p.layout``): a video of F frames is F consecutive batch rows. A batch of
+V videos has V·F rows, video-major: row = video·F + frame.
 """
 
 from __future__ import annotations
@@ -19,8 +21,10 @@ from typing import Protocol
 
 import torch
 import torch.nn.functional as F
-from einops import rearrange
 from diffusers.models.attention_processor import Attention
+
+from vp2p import layout
+from vp2p.precision import REDUCED
 
 KINDS = ("self", "frame", "cross", "temporal")
 FRAME_KEYS = ("first", "first+previous")
@@ -63,12 +67,25 @@ def attention_probs(query: torch.Tensor, key: torch.Tensor, scale: float) -> tor
 
 def frame_context(hidden: torch.Tensor, num_frames: int, frame_keys: str) -> torch.Tensor:
     """Per frame, the hidden states keys and values come from: frame 0 (optionally with the previous frame too)."""
-    video = rearrange(hidden, "(v f) p c -> v f p c", f=num_frames)
+    video = layout.frames_view(hidden, num_frames)
     first = video[:, :1].expand(-1, num_frames, -1, -1)
     if frame_keys == "first":
-        return rearrange(first, "v f p c -> (v f) p c")
+        return layout.merge_frames(first)
     previous = video[:, [max(i - 1, 0) for i in range(num_frames)]]
-    return rearrange(torch.cat([first, previous], dim=2), "v f p c -> (v f) p c")
+    return layout.merge_frames(torch.cat([first, previous], dim=2))
+
+
+def explicit_in_reduced_precision(kind: str, dtype: torch.dtype) -> bool:
+    """Whether a layer computes its probabilities explicitly even when no controller watches it.
+
+    In float16/bfloat16 the fused kernel and the explicit one round differently. An edit computes explicitly the
+    layers its controller reads (cross-attention, and temporal attention while self-attention is replaced), while
+    the inversion it starts from ran without a controller: with the fused kernel there, the edit's source branch
+    would no longer retrace the reconstruction. So in reduced precision cross and temporal attention always take
+    the explicit kernel — cheap, their keys are the 77 tokens or the F frames. Frame attention (4096 keys at SD's
+    64×64) keeps the fused kernel unless a controller edits it (``self_attention="frame"``, not the default). In
+    float32 both kernels agree to rounding and the fused one is used."""
+    return dtype in REDUCED and kind in ("cross", "temporal")
 
 
 class AttentionProcessor:
@@ -112,8 +129,11 @@ class AttentionProcessor:
         query = split_heads(attn.to_q(hidden_states), attn.heads)
         key = split_heads(attn.to_k(context), attn.heads)
         value = split_heads(attn.to_v(context), attn.heads)
-        if controller is not None and controller.wants(self.layer, query.shape[2]):
-            probs = controller(attention_probs(query, key, attn.scale), self.layer, num_frames or 1)
+        watched = controller is not None and controller.wants(self.layer, query.shape[2])
+        if watched or explicit_in_reduced_precision(kind, query.dtype):
+            probs = attention_probs(query, key, attn.scale)
+            if watched:
+                probs = controller(probs, self.layer, num_frames or 1)
             out = torch.matmul(probs, value)
         else:
             out = F.scaled_dot_product_attention(query, key, value, scale=attn.scale)
@@ -166,6 +186,29 @@ def require_vp2p_processors(unet: torch.nn.Module) -> None:
 
 # -- UNet geometry: which attention resolutions exist, and which one LocalBlend reads
 
+MAX_LEVELS = 8  # halvings searched when a map size is looked up (SD has 3)
+
+
+def map_size(latent_size: tuple[int, int], level: int) -> tuple[int, int]:
+    """(h, w) of the UNet's feature maps ``level`` halvings below the latents: each stride-2 convolution (kernel 3,
+    padding 1) gives ceil(n / 2), and ceil(ceil(n / 2) / 2) = ceil(n / 4)."""
+    step = 2**level
+    return -(-latent_size[0] // step), -(-latent_size[1] // step)
+
+
+def map_size_where(latent_size: tuple[int, int], height: int | None = None,
+                   positions: int | None = None) -> tuple[int, int]:
+    """The (h, w) of the UNet's maps of this ``height`` (or this number of ``positions``, h·w)."""
+    for level in range(MAX_LEVELS + 1):
+        h, w = map_size(latent_size, level)
+        if h == height or h * w == positions:
+            return h, w
+    what = f"height {height}" if height is not None else f"{positions} positions"
+    sizes = ", ".join(f"{h}x{w}" for h, w in dict.fromkeys(map_size(latent_size, lv) for lv in range(4)))
+    raise ValueError(f"no attention map of {what} for latents of {latent_size[0]}x{latent_size[1]}: the UNet's maps "
+                     f"are {sizes}, …")
+
+
 def cross_attention_heights(unet: torch.nn.Module, latent_height: int, places=("down", "up")) -> list[int]:
     """Heights of the cross-attention maps of the UNet's ``places`` for a given latent height (SD-1.5 at 64:
     down and up blocks 64, 32, 16; the mid block 8)."""
@@ -175,7 +218,7 @@ def cross_attention_heights(unet: torch.nn.Module, latent_height: int, places=("
     levels = (downs if "down" in places else []) + (ups if "up" in places else [])
     if "mid" in places:
         levels.append(n - 1)
-    return sorted({latent_height // 2**level for level in levels})
+    return sorted({map_size((latent_height, latent_height), level)[0] for level in levels})
 
 
 def blend_resolution(latent_height: int, available: list[int]) -> int:

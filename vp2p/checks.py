@@ -17,6 +17,14 @@ from pathlib import Path
 from vp2p.io.storage import is_cache_file
 
 SD15 = "stable-diffusion-v1-5/stable-diffusion-v1-5"  # the hub id the messages suggest (also vp2p.io.loading.SD15)
+
+
+def is_hub_id(text: str) -> bool:
+    """Whether a model name that is no existing path can be a Hugging Face hub id: exactly "owner/name", and not
+    written as a path (./, /, ~)."""
+    return not str(text).startswith((".", "/", "~")) and str(text).count("/") == 1
+
+
 # vp2p.invert's methods (described there), named here, without torch, for the settings' rule and the CLI's choices
 INVERSION_METHODS = ("null-text", "null-text-per-frame", "negative-prompt", "fast", "ddim")
 
@@ -109,6 +117,12 @@ def parse_weight(item: str) -> tuple[str, float]:
     if not sep or not word.strip():
         raise ValueError(f"reweight {item!r}: write WORD=NUMBER, e.g. striped=2")
     return word.strip(), weight_value(word.strip(), value.strip())
+
+
+def parse_weights(pairs: str | list[str]) -> dict[str, float]:
+    """'striped=2, red=0.5' (or ['striped=2', 'red=0.5']) -> {'striped': 2.0, 'red': 0.5}; empty -> {}."""
+    items = pairs.split(",") if isinstance(pairs, str) else list(pairs)
+    return dict(parse_weight(item) for item in items if str(item).strip())
 
 
 # -- outputs: nothing the user gave or owns is written over

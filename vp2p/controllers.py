@@ -1,7 +1,7 @@
 """Attention controllers: record cross-attention maps, and edit the target branch with the source branch's maps.
 
 The editing batch holds B branches (branch 0: the source prompt, 1…B-1: target prompts), each a video of F frames,
-twice when guided: [unconditional branches…, conditional branches…] (see ``vp2p.attention`` for the row layout).
+twice when guided: [unconditional branches…, conditional branches…] (the row layout: ``vp2p.layout``).
 As in prompt-to-prompt, only the conditional half is read and edited.
 
 * ``AttentionStore`` keeps per-frame cross-attention maps averaged over heads and layers at a few resolutions —
@@ -22,7 +22,8 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from vp2p.attention import Layer
+from vp2p import layout
+from vp2p.attention import Layer, map_size, map_size_where
 
 
 class AttentionStore:
@@ -46,20 +47,11 @@ class AttentionStore:
         self.latent_size = tuple(latent_size)
         self.num_branches, self.guided, self.num_steps = num_branches, guided, num_steps
         heights = self.requested or [default_resolution or latent_size[0]]
-        self.shapes = {self._query_length(h): self._map_shape(h) for h in heights}
+        sizes = [map_size_where(self.latent_size, height=h) for h in heights]
+        self.shapes = {h * w: (h, w) for h, w in sizes}  # query length -> map size
         self.sums: dict[int, torch.Tensor] = {}
         self.step_maps: dict[int, list[torch.Tensor]] = {h: [] for h, _ in self.shapes.values()}
         self.steps_done = 0
-
-    def _map_shape(self, height: int) -> tuple[int, int]:
-        factor = self.latent_size[0] / height
-        if factor < 1 or factor != int(factor) or self.latent_size[1] % int(factor):
-            raise ValueError(f"map resolution {height} does not divide the latent size {self.latent_size}")
-        return height, self.latent_size[1] // int(factor)
-
-    def _query_length(self, height: int) -> int:
-        h, w = self._map_shape(height)
-        return h * w
 
     def begin_step(self, step: int):
         self.step = step
@@ -79,13 +71,7 @@ class AttentionStore:
 
     def conditional(self, probs: torch.Tensor) -> torch.Tensor:
         """The conditional half as (branches, F or positions, heads, queries, keys) — a view, edits write through."""
-        halves = 2 if self.guided else 1
-        rows = probs.shape[0]
-        if rows % (halves * self.num_branches):
-            raise ValueError(f"attention batch of {rows} rows does not split into {halves}x{self.num_branches} "
-                             "branches; reset the controller for this run")
-        view = probs.view(halves, self.num_branches, rows // (halves * self.num_branches), *probs.shape[1:])
-        return view[-1]
+        return layout.conditional(probs, self.num_branches, self.guided)
 
     def record(self, probs: torch.Tensor):
         maps = self.conditional(probs).mean(dim=2)  # (B, F, queries, tokens), heads averaged
@@ -263,8 +249,7 @@ class LocalBlend:
             return latents
         mask = self.mask(store.maps(resolution), store.latent_size)
         self.masks.append(mask.cpu())
-        b, f = mask.shape[:2]
-        video = latents.view(b, f, *latents.shape[1:])
+        video = layout.frames_view(latents, mask.shape[1])  # (branches, F, C, h, w)
         blended = video[:1] + mask[:, :, None].to(latents.dtype) * (video - video[:1])
         return blended.view_as(latents)
 
@@ -312,8 +297,8 @@ class AttentionEdit(AttentionStore):
         # "frame" also names an image model's own self-attention: prompt-to-prompt's self-attention injection
         kind = "frame" if layer.kind == "self" else layer.kind
         if kind == self.self_attention and self.self_active:
-            limit = self.latent_size[0] * self.latent_size[1] // 4
-            return layer.kind == "temporal" or query_length <= limit
+            h, w = map_size(self.latent_size, 1)  # maps up to latent/2 (SD's ≤ 32×32)
+            return layer.kind == "temporal" or query_length <= h * w
         return False
 
     def wants(self, layer: Layer, query_length: int) -> bool:

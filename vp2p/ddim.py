@@ -37,7 +37,9 @@ class DDIMSchedule:
             raise ValueError(f"prediction_type {prediction_type!r} is not supported; use epsilon or v_prediction")
         return cls(
             timesteps=[int(t) for t in scheduler.timesteps],
-            alphas_cumprod=scheduler.alphas_cumprod.double(),
+            # on the CPU: scheduler.add_noise (tuning) moves alphas_cumprod to the GPU, and reading one value a step
+            # from there would synchronise the device every step
+            alphas_cumprod=scheduler.alphas_cumprod.double().cpu(),
             final_alpha_cumprod=float(scheduler.final_alpha_cumprod),
             step_size=scheduler.config.num_train_timesteps // num_steps,
             prediction_type=prediction_type,

@@ -18,8 +18,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from vp2p import layout
 from vp2p.alignment import refinement_mapper, replacement_mapper, word_token_indices
 from vp2p.attention import blend_resolution, cross_attention_heights, require_vp2p_processors
+from vp2p.checks import parse_weights  # noqa: F401  (the word weights of the panels and CLI)
 from vp2p.controllers import (AttentionEdit, AttentionStore, LocalBlend, cross_replace_alpha, Refinement,
                               Replacement, Reweighting)
 from vp2p.ddim import DDIMSchedule
@@ -46,21 +48,6 @@ def equalizer(prompt: str, weights: dict[str, float], tokenizer, max_len: int) -
     for word, value in weights.items():
         eq[word_token_indices(prompt, word, tokenizer, role="reweight word")] = float(value)
     return eq
-
-
-def parse_weights(pairs: str | list[str]) -> dict[str, float]:
-    """'striped=2, red=0.5' (or ['striped=2', 'red=0.5']) → {'striped': 2.0, 'red': 0.5}; empty → {}."""
-    items = pairs.split(",") if isinstance(pairs, str) else list(pairs)
-    weights = {}
-    for pair in (item.strip() for item in items if item.strip()):
-        word, sep, value = pair.partition("=")
-        try:
-            if not sep or not word.strip():
-                raise ValueError
-            weights[word.strip()] = float(value)
-        except ValueError:
-            raise ValueError(f"word weight {pair!r}: write WORD=WEIGHT, e.g. striped=2") from None
-    return weights
 
 
 def parse_eq_params(eq_params) -> dict[str, float]:
@@ -185,5 +172,5 @@ def edit(pipe, inversion, prompts, controller: AttentionStore | None = None, gui
     z_T = inversion.z_T.to(pipe.device).repeat(branches, 1, 1, 1)
     latents = sample(pipe.unet, z_T, schedule, cond, uncond_at, guidance, frames, controller,
                      progress=progress and "editing")
-    videos = np.stack([pipe.decode_latents(v) for v in latents.view(branches, frames, *latents.shape[1:])])
+    videos = np.stack([pipe.decode_latents(v) for v in layout.frames_view(latents, frames)])
     return EditResult(prompts, videos, latents.cpu(), controller, decoupled, time.perf_counter() - start)

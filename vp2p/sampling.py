@@ -1,7 +1,8 @@
 """Calling the (inflated) UNet on videos, and the guided DDIM sampling loop every stage shares.
 
-Frames are folded into the batch (``vp2p.attention``): ``latents`` are (rows, C, h, w) with rows = branches·F.
-Embeddings are given per branch (B, tokens, dim) or per row (B·F, tokens, dim); ``rows_for`` expands the former.
+Frames are folded into the batch (``vp2p.layout``): ``latents`` are (rows, C, h, w) with rows = branches·F.
+Embeddings are given per branch (B, tokens, dim) or per row (B·F, tokens, dim); ``layout.rows_for`` expands the
+former.
 """
 
 from __future__ import annotations
@@ -12,15 +13,8 @@ import torch
 from tqdm.auto import tqdm
 
 from vp2p.ddim import DDIMSchedule, ddim_step, guide
-
-
-def rows_for(embeddings: torch.Tensor, rows: int) -> torch.Tensor:
-    """Per-branch (B, T, D) or per-row (rows, T, D) embeddings as per-row embeddings."""
-    if embeddings.shape[0] == rows:
-        return embeddings
-    if rows % embeddings.shape[0]:
-        raise ValueError(f"{embeddings.shape[0]} embeddings do not divide a batch of {rows} frames")
-    return embeddings.repeat_interleave(rows // embeddings.shape[0], dim=0)
+from vp2p import layout
+from vp2p.layout import rows_for
 
 
 def unet_output(unet, latents, t: int, embeddings, num_frames: int, controller=None) -> torch.Tensor:
@@ -67,8 +61,8 @@ def sample(
         if controller is not None:
             controller.begin_step(step)
         embeddings = torch.cat([rows_for(uncond_at(step), rows), cond_rows])
-        out = unet_output(unet, torch.cat([latents, latents]), t, embeddings, num_frames, controller)
-        uncond_out, cond_out = out.chunk(2)
+        out = unet_output(unet, layout.guided(latents), t, embeddings, num_frames, controller)
+        uncond_out, cond_out = layout.halves(out)
         latents = ddim_step(guide(uncond_out, cond_out, w), t, latents, schedule)
         if controller is not None:
             controller.end_step()

@@ -11,7 +11,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from vp2p.attention import Layer, attention_layers, install_processors
+from vp2p import layout
+from vp2p.attention import Layer, attention_layers, install_processors, map_size_where
 from vp2p.ddim import DDIMSchedule
 from vp2p.inflation import TRAINABLE_PATTERNS, is_inflated
 from vp2p.sampling import sample, unet_output
@@ -89,7 +90,8 @@ class FrameAttentionProbe:
         if len(points) != num_frames:
             raise ValueError(f"{len(self.points)} query points for {num_frames} frames: give one, or one per frame")
         index = [min(int(r * h), h - 1) * w + min(int(c * w), w - 1) for r, c in points]
-        video = probs.view(-1, num_frames, *probs.shape[1:])[-1]  # the last video of the batch (conditional)
+        # the batch's last video: the conditional one of a guided call (vp2p.layout), the last target's in an edit
+        video = layout.frames_view(probs, num_frames)[-1]
         picked = video[torch.arange(num_frames), :, index, : h * w]  # (F, heads, keys); frame 0's keys come first
         maps = picked.float().mean(1).reshape(num_frames, h, w).cpu()
         self.sum = maps if self.sum is None else self.sum + maps
@@ -127,7 +129,7 @@ def frame_attention(pipe, frames: np.ndarray, prompt: str, points, height: int |
     generator = torch.Generator().manual_seed(seed)
     noise = torch.randn(latents.shape, generator=generator).to(latents)
     noisy = pipe.scheduler.add_noise(latents, noise, torch.tensor([timestep]))
-    probe = FrameAttentionProbe(points, height, height * latents.shape[-1] // latents.shape[-2])
+    probe = FrameAttentionProbe(points, *map_size_where(tuple(latents.shape[-2:]), height=height))
     unet_output(pipe.unet, noisy, timestep, pipe.encode_text(prompt), frames.shape[0], controller=probe)
     return probe.maps()
 

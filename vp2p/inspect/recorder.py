@@ -16,7 +16,7 @@ What is kept: the conditional half only (as the controllers read it), truncated 
 on the CPU. Per recorded step and layer that is ``branches·F·heads·(h·w)·tokens`` numbers for a cross-attention
 and ``branches·(h·w)·heads·F²`` for a temporal attention, two bytes each. Defaults: every cross-attention and
 every temporal attention at resolutions up to 32×32 (on SD-1.5 at 512², 8 frames, 2 branches, a 10-token prompt:
-16.5 MB + 13.2 MB a step, 1.5 GB for 50 steps; the toy model: 1.4 MB a step), and a hard bound ``max_bytes``
+16.5 MB + 13.2 MB a step, 1.5 GB for 50 steps; the toy model: about 2 MB a step), and a hard bound ``max_bytes``
 (default 2 GiB): after the first recorded step the recorder projects the total and refuses (ValueError, naming
 the fix) to go on past it, and it never stores past it. The 64×64 temporal layers of SD are left out by default:
 they alone would take 42 MB a step.
@@ -24,12 +24,12 @@ they alone would take 42 MB a step.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 
-from vp2p.attention import Layer
+from vp2p import layout
+from vp2p.attention import Layer, map_size_where
 
 KINDS = ("cross", "temporal")
 MAX_BYTES = 2 * 2**30
@@ -53,13 +53,6 @@ class RecordedLayer:
         """Short and readable: 'cross · down 16×16 · down_blocks.0.attentions.0'."""
         block = self.name.split(".transformer_blocks")[0]
         return f"{self.layer.kind} · {self.layer.place} {self.height}×{self.width} · {block}"
-
-
-def conditional_rows(probs: torch.Tensor, num_branches: int, guided: bool) -> torch.Tensor:
-    """(rows, heads, q, k) → the conditional half as (branches, rows per branch, heads, q, k); the batch layout is
-    [unconditional branches…, conditional branches…] when guided (as ``AttentionStore.conditional`` reads it)."""
-    halves = 2 if guided else 1
-    return probs.view(halves, num_branches, probs.shape[0] // (halves * num_branches), *probs.shape[1:])[-1]
 
 
 class AttentionRecorder:
@@ -142,15 +135,14 @@ class AttentionRecorder:
         return h <= self.max_resolution and w <= self.max_resolution
 
     def _map_size(self, positions: int) -> tuple[int, int]:
-        """(h, w) of a layer with ``positions`` = h·w, with the latents' aspect ratio."""
-        factor = math.isqrt(self.latent_size[0] * self.latent_size[1] // positions)
-        return self.latent_size[0] // factor, self.latent_size[1] // factor
+        """(h, w) of a layer with ``positions`` = h·w (``vp2p.attention.map_size_where``)."""
+        return map_size_where(self.latent_size, positions=positions)
 
     def _tokens(self) -> int | None:
         return self.token_limit or getattr(self.inner, "num_tokens", None)
 
     def record(self, probs: torch.Tensor, layer: Layer, num_frames: int):
-        rows = conditional_rows(probs, self.num_branches, self.guided)
+        rows = layout.conditional(probs, self.num_branches, self.guided)
         if layer.kind == "cross":  # (B, F, heads, h·w, tokens)
             positions = rows.shape[3]
             kept = rows[..., : self._tokens()] if self._tokens() else rows

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vp2p.checks import SD15
+from vp2p.checks import SD15, is_hub_id
 from vp2p.precision import check_dtype
 
 TOY = "toy"
@@ -59,7 +59,7 @@ def resolve_model(model: str | os.PathLike) -> str:
         check_parts(path)
         return str(path)
     text = str(model)
-    if text.startswith((".", "/", "~")) or text.count("/") != 1:  # hub ids are exactly "owner/name"
+    if not is_hub_id(text):
         raise FileNotFoundError(f"model folder {model} does not exist; pass 'toy', a local folder or a hub id "
                                 f"such as {SD15}")
     return str(model)  # a hub id: from_pretrained downloads it

@@ -27,6 +27,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from vp2p.checks import is_hub_id
 from vp2p.toy import evaluator, world
 
 # Table 1, row "Ours" (45 DAVIS clips): higher is better for CLIP score, masked PSNR and Temp; lower for LPIPS and OSV.
@@ -106,7 +107,7 @@ def _resolve_clip(name_or_path: str | os.PathLike) -> str:
                 f"the processor's save_pretrained, or pass a hub id such as {CLIP_HUB_ID}")
         return str(path)
     text = str(name_or_path)
-    if text.startswith((".", "/", "~")) or text.count("/") != 1:  # hub ids are exactly "owner/name"
+    if not is_hub_id(text):
         raise FileNotFoundError(f"CLIP folder {text} does not exist; pass a local CLIP folder or a hub id such as "
                                 f"{CLIP_HUB_ID}")
     return text
@@ -399,13 +400,16 @@ def aligned_iou(mask_a: np.ndarray, mask_b: np.ndarray) -> float:
     if not (mask_a.any() and mask_b.any()):
         return 0.0
     (ax, ay), (bx, by) = evaluator.mask_centroids(np.stack([mask_a, mask_b]))
-    a = set(zip(*(c.tolist() for c in np.nonzero(mask_a))))
     yb, xb = np.nonzero(mask_b)
+    area_a, area_b = int(mask_a.sum()), len(yb)
+    height, width = mask_a.shape
     best = 0.0
     for dy in int(round(ay - by)) + np.arange(-1, 2):
         for dx in int(round(ax - bx)) + np.arange(-1, 2):
-            b = set(zip((yb + dy).tolist(), (xb + dx).tolist()))
-            best = max(best, len(a & b) / len(a | b))
+            ys, xs = yb + dy, xb + dx  # mask_b's pixels moved; those moved out of the frame meet nothing of a
+            inside = (ys >= 0) & (ys < height) & (xs >= 0) & (xs < width)
+            overlap = int(mask_a[ys[inside], xs[inside]].sum())
+            best = max(best, overlap / (area_a + area_b - overlap))
     return best
 
 

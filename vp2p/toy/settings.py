@@ -1,10 +1,10 @@
 """The toy model's policy: its settings and the words it knows (checked before a run's long stages).
 
 The toy model is small and trained with a large learning rate: it needs fewer, larger steps everywhere (the SD-1.5
-settings stay official, ``vp2p.workflow.Settings()``). On 4 held-out clips (color and shape swaps), against 150
-tuning steps of 1e-4 and 4 null-text steps of 4e-2: 50 tuning steps of 3e-4 edit as well (background 31.7 / 36.8 dB
-vs 30.8 / 37.8, every edit a hit) in a third of the time; null-text losses fall slowly and steadily (never near the
-early stop), so 2 Adam steps of 8e-2 reconstruct within 0.35 dB (31.0 vs 31.3 dB) for half the inversion's time.
+settings stay official, ``vp2p.workflow.Settings()``): 50 tuning steps of 3e-4 edit as well as 150 of 1e-4 in a third
+of the time, and null-text losses fall slowly and steadily (never near the early stop), so 2 Adam steps of 8e-2
+reconstruct nearly as well as 4 of 4e-2 for half the inversion's time — measured on 4 held-out clips, the numbers
+in the README (Differences from the official code).
 
 Torch-free at import (the CLI checks words before loading anything): ``TOY_SETTINGS`` is built on first use.
 """
