@@ -12,7 +12,6 @@ import pytest
 from PIL import Image
 
 from tiny import smooth_video
-from vp2p.checks import SD15
 from vp2p.cli import build_parser, main
 from vp2p.editing import parse_weights
 

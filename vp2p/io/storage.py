@@ -73,7 +73,7 @@ def write_json(path: Path, value) -> Path:
     return write_text(path, json.dumps(value, indent=2))
 
 
-def save_tensors(path: Path, tensors: dict[str, "torch.Tensor"], metadata: dict[str, str] | None = None) -> Path:
+def save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> Path:
     """safetensors, written atomically (contiguous CPU copies of the tensors)."""
     from safetensors.torch import save_file
 
@@ -89,14 +89,14 @@ def array_fingerprint(array: np.ndarray) -> str:
     return h.hexdigest()[:16]
 
 
-def tensor_sample(tensor: "torch.Tensor", count: int = SAMPLE) -> bytes:
+def tensor_sample(tensor: torch.Tensor, count: int = SAMPLE) -> bytes:
     """Up to ``count`` evenly strided values of ``tensor`` as float32 bytes."""
     flat = tensor.detach().reshape(-1)
     step = max(1, flat.numel() // count)
     return flat[::step][:count].float().cpu().numpy().tobytes()
 
 
-def tensors_fingerprint(named: Iterable[tuple[str, "torch.Tensor"]]) -> str:
+def tensors_fingerprint(named: Iterable[tuple[str, torch.Tensor]]) -> str:
     """sha256 (16 hex digits) of every tensor's name, shape, dtype and a strided sample of its values."""
     h = hashlib.sha256()
     for name, p in named:
@@ -105,7 +105,7 @@ def tensors_fingerprint(named: Iterable[tuple[str, "torch.Tensor"]]) -> str:
     return h.hexdigest()[:16]
 
 
-def module_fingerprint(module: "torch.nn.Module") -> str:
+def module_fingerprint(module: torch.nn.Module) -> str:
     """``tensors_fingerprint`` of every parameter of ``module``."""
     return tensors_fingerprint(module.named_parameters())
 
