@@ -135,7 +135,7 @@ def test_shown_frames_are_downscaled_only_when_large():
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                  "--disable-dev-shm-usage", "--window-size=1400,1000"]
+                  "--disable-dev-shm-usage", "--window-size=1366,768"]  # a classroom projector
 
 
 def free_port() -> int:
@@ -187,18 +187,31 @@ def wait_for_port(port: int, server: subprocess.Popen, log: Path, seconds: float
 
 
 def screenshot_path(tmp_path: Path) -> Path:
-    """figures/studio.png only when asked (VP2P_WRITE_FIGURES=1): tests never rewrite tracked files."""
+    """figures/studio.png (the first screen at 1366×768) only when asked (VP2P_WRITE_FIGURES=1): tests never
+    rewrite tracked files."""
     return ROOT / "figures" / "studio.png" if os.environ.get("VP2P_WRITE_FIGURES") == "1" else tmp_path / "studio.png"
 
 
-def save_full_page(driver, path: Path):
-    """A screenshot of the whole page, not only the window (headless windows cannot outgrow the screen)."""
-    height = driver.execute_script(  # Voilà scrolls an inner element, not the document: take the tallest
-        "return Math.max(...Array.from(document.querySelectorAll('*'), e => e.scrollHeight))")
-    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
-                           {"width": 1400, "height": height, "deviceScaleFactor": 1, "mobile": False})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    driver.save_screenshot(str(path))
+# What the projected screen must show, measured in the page: where the parts are, the smallest text, the videos.
+LAYOUT_JS = """
+const studio = document.querySelector('.vp2p-studio');
+const box = e => { const r = e.getBoundingClientRect(); return {left: r.left, top: r.top, right: r.right,
+                                                                    bottom: r.bottom}; };
+const small = [];
+for (const e of studio.querySelectorAll('*')) {
+  const own = Array.from(e.childNodes).some(n => n.nodeType === 3 && n.textContent.trim());
+  const style = getComputedStyle(e);
+  if (own && e.offsetParent !== null && style.visibility !== 'hidden' && parseFloat(style.fontSize) < 14)
+    small.push(e.tagName + ' ' + style.fontSize + ' ' + e.textContent.trim().slice(0, 30));
+}
+const gifs = Array.from(studio.querySelectorAll('img.vp2p-gif'), g => ({
+  role: g.dataset.role, natural: g.naturalWidth, shown: g.getBoundingClientRect().width,
+  rendering: getComputedStyle(g).imageRendering}));
+return {studio: box(studio), edit: box(document.querySelector('button.vp2p-edit')),
+        target: box(document.querySelector('.vp2p-target')),
+        reconstruction: box(document.querySelector("img.vp2p-video[data-role='reconstruction']")),
+        small: small, gifs: gifs, viewport: [window.innerWidth, window.innerHeight]};
+"""
 
 
 def test_studio_in_a_browser_edits_red_to_blue(tmp_path):
@@ -225,26 +238,67 @@ def test_studio_in_a_browser_edits_red_to_blue(tmp_path):
         wait_for_port(port, server, log)
         driver.get(f"http://127.0.0.1:{port}/")
         wait = WebDriverWait(driver, 600, poll_frequency=0.5)  # generous: a shared CPU can be slow
-        reconstruction = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "img[data-role='reconstruction']"))
+        reconstruction = wait.until(
+            lambda d: d.find_elements(By.CSS_SELECTOR, "img.vp2p-video[data-role='reconstruction']"))
         before = decode_strip(reconstruction[0].get_attribute("src"), course.NUM_FRAMES)
-        target = driver.find_element(By.CSS_SELECTOR, ".vp2p-target input")
-        target.send_keys(Keys.CONTROL, "a")
-        target.send_keys(BLUE, Keys.TAB)
-        wait.until(lambda d: target.get_attribute("value") == BLUE)
+        wait.until(lambda d: not d.find_element(By.CSS_SELECTOR, "button.vp2p-edit").get_attribute("disabled"))
+
+        def type_into(selector, text):
+            field = driver.find_element(By.CSS_SELECTOR, f"{selector} input")
+            field.send_keys(Keys.CONTROL, "a")
+            field.send_keys(text, Keys.TAB)
+            wait.until(lambda d: field.get_attribute("value") == text)
+
+        def status_line():
+            return driver.find_element(By.CSS_SELECTOR, ".vp2p-status").text
+
+        # a class's first mistake: a blend word that is not in the target prompt
+        type_into(".vp2p-target", BLUE)
+        type_into(".vp2p-blend-target", "square")
         driver.find_element(By.CSS_SELECTOR, "button.vp2p-edit").click()
-        edited = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, f"img[data-role='edit'][data-prompt='{BLUE}']"))
+        wait.until(lambda d: "square" in status_line())
+        mistake = status_line()
+        type_into(".vp2p-blend-target", "circle")
+        driver.find_element(By.CSS_SELECTOR, "button.vp2p-edit").click()
+        edited = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR,
+                                                      f"img.vp2p-video[data-role='edit'][data-prompt='{BLUE}']"))
         after = decode_strip(edited[0].get_attribute("src"), course.NUM_FRAMES)
-        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, ".vp2p-studio img:not(.vp2p-video)"))  # attention
-        save_full_page(driver, screenshot_path(tmp_path))
-        status = driver.find_element(By.CSS_SELECTOR, ".vp2p-status").text
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, ".vp2p-studio img:not(.vp2p-video):not(.vp2p-gif)"))
+        wait.until(lambda d: d.execute_script(
+            "return Array.from(document.querySelectorAll('img.vp2p-gif')).every(g => g.complete)"))
+        layout = driver.execute_script(LAYOUT_JS)
+        driver.save_screenshot(str(screenshot_path(tmp_path)))  # the first screen, as projected
+        status = status_line()
     finally:
         driver.quit()
         os.killpg(server.pid, signal.SIGTERM)  # voila and its kernel (our own process group)
         server.wait(timeout=30)
+    assert mistake == ("blend word 'square' is not in the prompt 'a blue circle bouncing on the grass'; its words are "
+                       "['a', 'blue', 'circle', 'bouncing', 'on', 'the', 'grass']. Pick a word of that prompt (or "
+                       "fix the spelling)."), mistake
     assert status.startswith("edited in"), status
+    check_projected_layout(layout)
     assert after.shape == before.shape == (course.NUM_FRAMES, 64, 64, 3)
     assert np.abs(after.astype(int) - before.astype(int)).mean() > 2  # the edited image changed
     assert evaluator.read_video(before).color == "red"
     assert evaluator.read_video(after).color == "blue"  # the evaluator reads the new colour in the page's pixels
     total = time.monotonic() - started
     print(f"browser test: prepared in {prepared:.0f} s, {total:.0f} s in all")
+
+
+def check_projected_layout(layout):
+    """At 1366×768: the app starts near the top (the prose is folded away), the controls and the videos side by
+    side with Edit and the reconstruction on the first screen, no text under 14 px, and each video also playing as
+    a GIF enlarged from 64 px with crisp (nearest-neighbour) pixels."""
+    width, height = layout["viewport"]
+    assert (width, height) == (1366, 768) or width >= 1300, layout["viewport"]
+    assert layout["studio"]["top"] < 160, layout["studio"]  # no screen of prose or developer notes above it
+    for part in ("edit", "target", "reconstruction"):
+        assert layout[part]["bottom"] <= height, (part, layout[part])  # on the first screen, no scrolling
+    assert layout["target"]["right"] <= layout["reconstruction"]["left"], layout  # side by side
+    assert layout["small"] == [], layout["small"][:10]
+    roles = {g["role"] for g in layout["gifs"]}
+    assert roles == {"input", "reconstruction", "edit"}, layout["gifs"]
+    for gif in layout["gifs"]:
+        assert gif["natural"] >= 2 * 64 and gif["shown"] >= 2 * 64 and gif["rendering"] in ("pixelated",
+                                                                                              "crisp-edges"), gif
