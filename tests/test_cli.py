@@ -93,8 +93,9 @@ def test_edit_runs_end_to_end_and_caches_the_long_stages(tiny_model_dir, tmp_pat
     recon = read_video(out / "reconstruction.gif", num_frames=3, size=None)
     assert abs(report["reconstruction_psnr"] - np.mean([psnr(a, b) for a, b in zip(recon, frames)])) < 1.0
     assert "toy_evaluator_reads" not in report  # not the toy model: no evaluator for its world
-    assert printed.err == (f"vp2p: wrote source.gif, source.mp4, reconstruction.gif, reconstruction.mp4, edit.gif, "
-                           f"edit.mp4 to {out}/ (and the tuned weights and inversion to {out}/cache/)\n")
+    assert printed.err.splitlines()[-1] == (  # after the progress bars
+        f"vp2p: wrote source.gif, source.mp4, reconstruction.gif, reconstruction.mp4, edit.gif, edit.mp4 to {out}/ "
+        f"(and the tuned weights and inversion to {out}/cache/)")
     assert report["seconds"]["tune"] > 0
     cached = {p.name: p.stat().st_mtime_ns for p in (out / "cache").iterdir()}
     assert sorted(cached) == ["inversion-null-text-4steps.safetensors", "tuned.safetensors", "tuning.json",

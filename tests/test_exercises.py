@@ -123,6 +123,9 @@ def test_student_checks_fail_until_the_solutions_are_written(path, student_dir):
         source, student_source = exercises.cell_source(mine), exercises.cell_source(theirs)
         if theirs["cell_type"] == "code":
             assert theirs["outputs"] == [] and theirs["execution_count"] is None
+        if theirs["cell_type"] == "markdown":  # the note on solutions and the Colab badge, for students
+            assert student_source == exercises.student_markdown(source)
+            continue
         if not grading(mine).get("solution"):
             assert student_source == source
             continue

@@ -36,8 +36,9 @@ def decode_strip(data_url: str, frames: int) -> np.ndarray:
     return np.stack(np.split(strip, frames, axis=1))
 
 
-def image_src(page_html: str, role: str) -> str:
-    start = page_html.index(f"data-role='{role}'")
+def image_src(page_html: str, role: str, kind: str = "vp2p-video") -> str:
+    """The frames strip of a role (``kind`` vp2p-video), or the GIF that plays it beside the strip (vp2p-gif)."""
+    start = page_html.index(f"class='{kind}' data-role='{role}'")
     src = page_html.index("src='", start) + len("src='")
     return page_html[src: page_html.index("'", src)]
 
@@ -122,6 +123,18 @@ def test_work_root_comes_from_the_argument_the_environment_or_the_course(monkeyp
     assert studio.work_root() == tmp_path / "env" and studio.work_root(tmp_path) == tmp_path
     monkeypatch.delenv(studio.WORK_ENV)
     assert studio.work_root() == course.runs_dir() / "notebooks"
+
+
+def test_the_videos_also_play_enlarged_by_nearest_neighbour():
+    frames = np.random.default_rng(0).integers(0, 256, (3, 64, 64, 3), dtype=np.uint8)
+    big = studio.enlarged(frames)
+    assert big.shape == (3, 128, 128, 3) and np.array_equal(big[:, ::2, ::2], frames)  # each pixel a 2×2 block
+    assert np.array_equal(big[:, 1::2, 1::2], frames)
+    assert studio.enlarged(np.zeros((1, 192, 192, 3), np.uint8)).shape == (1, 192, 192, 3)  # large enough already
+    page = studio.video_html(frames, "edit", "edit")
+    gif = Image.open(io.BytesIO(base64.b64decode(image_src(page, "edit", "vp2p-gif").split(",", 1)[1])))
+    assert gif.format == "GIF" and gif.size == (128, 128) and gif.n_frames == 3 and gif.info["loop"] == 0
+    assert "image-rendering:pixelated" in page
 
 
 def test_shown_frames_are_downscaled_only_when_large():
@@ -210,8 +223,26 @@ const gifs = Array.from(studio.querySelectorAll('img.vp2p-gif'), g => ({
 return {studio: box(studio), edit: box(document.querySelector('button.vp2p-edit')),
         target: box(document.querySelector('.vp2p-target')),
         reconstruction: box(document.querySelector("img.vp2p-video[data-role='reconstruction']")),
+        edited: box(document.querySelector("img.vp2p-gif[data-role='edit']")),
         small: small, gifs: gifs, viewport: [window.innerWidth, window.innerHeight]};
 """
+
+
+def waiting_class():
+    from selenium.common.exceptions import TimeoutException
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    class Waiting(WebDriverWait):
+        """A wait that, when it times out, says what the page showed (its status line and text)."""
+
+        def until(self, method, message=""):
+            try:
+                return super().until(method, message)
+            except TimeoutException:
+                page = self._driver.execute_script("return document.body ? document.body.innerText : ''")
+                pytest.fail(f"the page did not get there in time; it shows:\n{page[:2000]}")
+
+    return Waiting
 
 
 def test_studio_in_a_browser_edits_red_to_blue(tmp_path):
@@ -220,12 +251,11 @@ def test_studio_in_a_browser_edits_red_to_blue(tmp_path):
     into the folder the studio reads ($VP2P_STUDIO_WORK), so that in the browser only the edit runs."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
-    from selenium.webdriver.support.ui import WebDriverWait
-
     from vp2p import load_pipeline
     from vp2p.toy import evaluator
     from vp2p.workflow import prepare
 
+    Waiting = waiting_class()
     started = time.monotonic()
     work, port, log = tmp_path / "work", free_port(), tmp_path / "voila.log"
     driver = start_chromium(tmp_path / "chromium-profile")
@@ -237,7 +267,7 @@ def test_studio_in_a_browser_edits_red_to_blue(tmp_path):
         prepared = time.monotonic() - started
         wait_for_port(port, server, log)
         driver.get(f"http://127.0.0.1:{port}/")
-        wait = WebDriverWait(driver, 600, poll_frequency=0.5)  # generous: a shared CPU can be slow
+        wait = Waiting(driver, 300, poll_frequency=0.5)  # generous: a shared CPU can be slow
         reconstruction = wait.until(
             lambda d: d.find_elements(By.CSS_SELECTOR, "img.vp2p-video[data-role='reconstruction']"))
         before = decode_strip(reconstruction[0].get_attribute("src"), course.NUM_FRAMES)
@@ -288,12 +318,12 @@ def test_studio_in_a_browser_edits_red_to_blue(tmp_path):
 
 def check_projected_layout(layout):
     """At 1366×768: the app starts near the top (the prose is folded away), the controls and the videos side by
-    side with Edit and the reconstruction on the first screen, no text under 14 px, and each video also playing as
+    side with Edit and the edited video on the first screen (the page's height: the window less the browser's own), no text under 14 px, and each video also playing as
     a GIF enlarged from 64 px with crisp (nearest-neighbour) pixels."""
     width, height = layout["viewport"]
     assert (width, height) == (1366, 768) or width >= 1300, layout["viewport"]
-    assert layout["studio"]["top"] < 160, layout["studio"]  # no screen of prose or developer notes above it
-    for part in ("edit", "target", "reconstruction"):
+    assert layout["studio"]["top"] < 100, layout["studio"]  # no screen of prose or developer notes above it
+    for part in ("edit", "target", "reconstruction", "edited"):
         assert layout[part]["bottom"] <= height, (part, layout[part])  # on the first screen, no scrolling
     assert layout["target"]["right"] <= layout["reconstruction"]["left"], layout  # side by side
     assert layout["small"] == [], layout["small"][:10]

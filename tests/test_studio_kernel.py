@@ -18,7 +18,8 @@ nbclient = pytest.importorskip("nbclient")
 
 CELLS = [
     """
-    import json, re, time
+    import html, json, re, time
+    import numpy as np
     from vp2p import load_pipeline
     from vp2p import course
     from vp2p.course import studio
@@ -37,8 +38,8 @@ CELLS = [
     app.wait()
     prepared = time.perf_counter() - started
 
-    def text(html):
-        return re.sub(r"<[^>]+>", "", html)
+    def text(markup):  # the status line as the page shows it
+        return html.unescape(re.sub(r"<[^>]+>", "", markup))
 
     def attempt(target, blend=("circle", "circle"), weights="", mode="Replace"):
         c = app.controls
@@ -51,6 +52,7 @@ CELLS = [
     BLUE = SCENE.replace(color="blue").caption
     report = {
         "first": {"returned": returned, "prepared": prepared, "ready": text(app.status.value),
+                  "psnr": float(np.mean(app.run.inversion.frame_psnr)),
                   "progress": [text(s) for s in seen if "preparing" in s]},
         "blend word missing": attempt(BLUE, blend=("circle", "square")),
         "unknown word": attempt("a blue dog bouncing on the grass"),
@@ -75,6 +77,12 @@ CELLS = [
     app.controls["prepare"].click()
     report["upload, natural-language prompt"] = {"status": text(app.status.value), "run": app.run is not None,
                                                  "edit enabled": not app.controls["run"].disabled}
+    noise = ROOT / "noise.gif"  # nothing the toy's world holds
+    write_video(noise, np.random.default_rng(0).integers(0, 256, (8, 64, 64, 3), dtype=np.uint8), fps=4)
+    app._on_upload({"new": ({"name": noise.name, "content": memoryview(noise.read_bytes())},)})
+    app.controls["source"].value = SCENE.caption
+    app.controls["prepare"].click()
+    report["upload of noise"] = {"status": text(app.status.value), "psnr": float(np.mean(app.run.inversion.frame_psnr))}
     print(json.dumps(report))
     """,
 ]
@@ -99,6 +107,7 @@ def test_the_first_clip_shows_its_progress_while_it_is_prepared(report):
     assert any("1/2 tuning the model on the clip (1 steps)" in line for line in first["progress"]), first
     assert any("2/2 inverting the clip (fast, 2 DDIM steps)" in line for line in first["progress"]), first
     assert first["ready"].startswith("ready: 'a red circle bouncing on the grass' — tuned and inverted")
+    assert ("reconstructs this clip at" in first["ready"]) == (first["psnr"] < 20), first
 
 
 @pytest.mark.parametrize("case, message", [
@@ -130,6 +139,12 @@ def test_choosing_your_own_clip_disables_edit_until_it_is_prepared(report):
 
 def test_an_uploaded_clip_with_a_natural_language_prompt_says_what_the_toy_knows(report):
     upload = report["upload, natural-language prompt"]
-    assert upload["status"].startswith("the toy model does not know 'rabbit', 'is', 'jumping'"), upload
+    assert upload["status"].startswith("the toy model does not know 'rabbit', 'jumping' (in the source prompt"), upload
     assert "Stable Diffusion" in upload["status"] and "NoneType" not in upload["status"]
     assert upload["run"] is False and upload["edit enabled"] is False
+
+
+def test_a_clip_the_toy_cannot_draw_is_said_in_the_status_line(report):
+    noise = report["upload of noise"]
+    assert noise["psnr"] < 20 and noise["status"].startswith("ready: 'a red circle bouncing on the grass'"), noise
+    assert f"the toy model reconstructs this clip at {noise['psnr']:.1f} dB, far below the ~29 dB" in noise["status"]

@@ -304,7 +304,8 @@ def add_edit_arguments(edit):
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="vp2p", description="Video-P2P: text-driven video editing, explained.")
     parser.add_argument("--debug", action="store_true", help="on an error, show the traceback (default: one line)")
-    parser.add_argument("--version", action="version", version=f"vp2p {version()}")
+    parser.add_argument("--version", action="version", version=f"vp2p {version()}",
+                        help="print vp2p's version and exit (default: off)")
     # --debug is accepted after the command too; SUPPRESS: a subcommand's default must not reset the main one
     debug = Parser(add_help=False)
     debug.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,

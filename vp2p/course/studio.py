@@ -11,7 +11,12 @@ missing from its prompt, a clip that cannot be read…) land in the status line,
 
 Tests and scripts drive it as the browser does: set a control's value, then ``select(...)``, ``prepare()`` or
 ``edit()``. In the page, the videos are ``<img class="vp2p-video" data-role="input|reconstruction|edit">`` strips
-of lossless PNG frames side by side (``data-frames`` of them), so a browser test can read the pixels back.
+of lossless PNG frames side by side (``data-frames`` of them), so a browser test can read the pixels back, each
+beside a looping GIF of the clip (``img.vp2p-gif``) enlarged by nearest neighbour.
+
+Made to be projected (1366×768): the controls on the left, the videos and the attention (tabs) on the right, text
+of at least 14 px, the prose of the notebook folded away; the first clip's preparation shows its stages in the
+status line (under Voilà it runs in a background thread: Voilà shows nothing of a page while its cells run).
 """
 
 from __future__ import annotations
@@ -143,8 +148,9 @@ STYLE = """<style>
 .vp2p-studio .widget-label, .vp2p-studio input, .vp2p-studio button, .vp2p-studio select,
 .vp2p-studio .widget-html-content, .vp2p-studio .lm-TabBar-tabLabel, .vp2p-studio .jupyter-button,
 .vp2p-studio .widget-readout {font-size: 15px}
-.vp2p-caption {font-size: 14px; color: #333; margin: 4px 0 2px}
-.vp2p-row {margin: 0 0 6px}
+.vp2p-caption {font-size: 14px; color: #333; margin: 2px 0}
+.vp2p-row {margin: 0 0 4px}
+.vp2p-studio .widget-tab-contents, .vp2p-studio .lm-TabPanel-stackedPanel {padding: 6px 8px}
 </style>"""
 PROJECTOR_RC = {"font.size": 15, "axes.titlesize": 15, "axes.labelsize": 15, "xtick.labelsize": 14,
                 "ytick.labelsize": 14, "legend.fontsize": 14, "figure.titlesize": 16}
@@ -226,7 +232,7 @@ class Studio:
                 widgets.HBox([c["clip"], c["prepare"]]), c["upload"], c["source"], c["target"], c["mode"],
                 c["blend_source"], c["blend_target"], c["weights"], more, c["run"], self.status, self.log,
             ], layout=widgets.Layout(width="38%", padding="0 12px 0 0"))
-            self.tabs = widgets.Tab([self.videos, self.attention_box], titles=("videos", "attention of the edit"),
+            self.tabs = widgets.Tab([self.videos, self.attention_box], titles=("videos", "attention"),
                                     layout=widgets.Layout(width="62%"))
             self._app = widgets.VBox([widgets.HTML(STYLE), widgets.HBox([left, self.tabs])],
                                      layout=widgets.Layout(width="100%")).add_class("vp2p-studio")
