@@ -273,22 +273,25 @@ def test_studio_in_a_browser_edits_red_to_blue(tmp_path):
         before = decode_strip(reconstruction[0].get_attribute("src"), course.NUM_FRAMES)
         wait.until(lambda d: not d.find_element(By.CSS_SELECTOR, "button.vp2p-edit").get_attribute("disabled"))
 
-        def type_into(selector, text):
+        def type_into(selector, label, text):
+            """Type into a field and wait until the kernel has the value (the studio says it in its status line):
+            a click sent earlier would overtake the field's update, which ipywidgets holds back while the kernel
+            is busy."""
             field = driver.find_element(By.CSS_SELECTOR, f"{selector} input")
             field.send_keys(Keys.CONTROL, "a")
             field.send_keys(text, Keys.TAB)
-            wait.until(lambda d: field.get_attribute("value") == text)
+            wait.until(lambda d: status_line() == f"{label}: '{text}' — press Edit")
 
         def status_line():
             return driver.find_element(By.CSS_SELECTOR, ".vp2p-status").text
 
         # a class's first mistake: a blend word that is not in the target prompt
-        type_into(".vp2p-target", BLUE)
-        type_into(".vp2p-blend-target", "square")
+        type_into(".vp2p-target", "target prompt", BLUE)
+        type_into(".vp2p-blend-target", "blend (target)", "square")
         driver.find_element(By.CSS_SELECTOR, "button.vp2p-edit").click()
         wait.until(lambda d: "square" in status_line())
         mistake = status_line()
-        type_into(".vp2p-blend-target", "circle")
+        type_into(".vp2p-blend-target", "blend (target)", "circle")
         driver.find_element(By.CSS_SELECTOR, "button.vp2p-edit").click()
         edited = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR,
                                                       f"img.vp2p-video[data-role='edit'][data-prompt='{BLUE}']"))

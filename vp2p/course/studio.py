@@ -154,6 +154,7 @@ STYLE = """<style>
 </style>"""
 PROJECTOR_RC = {"font.size": 15, "axes.titlesize": 15, "axes.labelsize": 15, "xtick.labelsize": 14,
                 "ytick.labelsize": 14, "legend.fontsize": 14, "figure.titlesize": 16}
+TYPED = ("target", "blend_source", "blend_target", "weights")  # the text fields of an edit
 STAGES = {"tune": "1/2 tuning the model on the clip", "invert": "2/2 inverting the clip"}
 
 
@@ -214,6 +215,11 @@ class Studio:
         c["blend_target"].add_class("vp2p-blend-target")
         c["run"].add_class("vp2p-edit")
         c["run"].disabled = True
+        for name in TYPED:
+            # one update when the field is left (Tab, Enter, a click elsewhere), not one per key: a click on Edit
+            # right after typing then meets the whole word in the kernel, not its first letters
+            c[name].continuous_update = False
+            c[name].observe(self._on_typed, names="value")
         c["clip"].observe(self._on_clip, names="value")
         c["upload"].observe(self._on_upload, names="value")
         c["prepare"].on_click(lambda _: self._guarded(self.prepare))
@@ -314,6 +320,12 @@ class Studio:
             return
         if name in self.scenes:
             self._guarded(self.select, name)
+
+    def _on_typed(self, change):
+        """A field's new value, said in the status line once the kernel has it (and an old error cleared)."""
+        if self.run is not None:
+            self.status.value = (f"<i>{html.escape(change['owner'].description)}: "
+                                 f"'{html.escape(str(change['new']))}' — press Edit</i>")
 
     def _on_upload(self, change):
         files = change["new"]
