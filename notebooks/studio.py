@@ -14,17 +14,22 @@
 # ---
 
 # %% [markdown]
-# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/vp2p-kit/vp2p/blob/main/notebooks/studio.ipynb)
-#
-# # vp2p studio · edit a video live, and look inside the edit
+# <details><summary><b>vp2p studio</b> · edit a video live, and look inside the edit · <u>how to use it</u></summary>
 #
 # Pick a clip (or upload your own), press **Prepare clip** (tuning and inversion: once per clip, cached), type the
 # target prompt, choose **Replace** (swap words) or **Refine** (add words), name the blend words and the word
-# weights, press **Edit**. Left: the input, its reconstruction and the edit. Right: the attention of the edit —
-# every token in every frame, for any layer, head, step and branch; the temporal attention of a pixel across
-# frames; and *target − source*, where the edit injected or changed attention.
+# weights, press **Edit**. Left: the controls. Right: the input, its reconstruction and the edit — and, in the
+# *attention* tab, the attention of the edit: every token in every frame, for any layer, head, step and branch; the
+# temporal attention of a pixel across frames; and *target − source*, where the edit injected or changed attention.
 #
-# Served as an app: `voila notebooks/studio.ipynb`. In Colab or Jupyter: run all cells.
+# **`MODEL`**: Stable Diffusion 1.5 with a GPU (upload your own clip), the toy model without (its scenes, on a CPU:
+# preparing a clip takes a minute or two, an edit a few seconds). Clips are cached where notebooks 02–06 cache
+# theirs (`~/.cache/vp2p/course/runs/notebooks/`), or in the folder named by the environment variable
+# `VP2P_STUDIO_WORK`.
+#
+# Served as an app: `voila notebooks/studio.ipynb`. In Colab or Jupyter: run all cells
+# ([open in Colab](https://colab.research.google.com/github/vp2p-kit/vp2p/blob/main/notebooks/studio.ipynb)).
+# </details>
 
 # %%
 try:
@@ -32,12 +37,6 @@ try:
 except ImportError:  # e.g. on Colab: install the kit (a minute)
     # %pip install -q "vp2p @ git+https://github.com/vp2p-kit/vp2p"
     import vp2p
-
-# %% [markdown]
-# **`MODEL`**: Stable Diffusion 1.5 with a GPU (upload your own clip), the toy model without (its scenes, on a CPU:
-# preparing a clip takes a minute or two, an edit a few seconds). Clips are cached where notebooks 02–06 cache
-# theirs (`~/.cache/vp2p/course/runs/notebooks/`), or in the folder named by the environment variable
-# `VP2P_STUDIO_WORK`.
 
 # %%
 import torch
@@ -52,7 +51,7 @@ app = studio.Studio(pipe, course.settings(pipe))  # the app's logic lives in vp2
 app.show()
 
 # %% [markdown]
-# **What to try** on the toy clip "a red circle bouncing on the grass":
+# <details><summary>What to try on the toy clip "a red circle bouncing on the grass"</summary>
 #
 # * *Replace* "red" → "blue" with blend words `circle` / `circle`: only the circle changes colour (the caption of
 #   the edit says what the toy evaluator reads in it).
@@ -67,3 +66,4 @@ app.show()
 # * *temporal attention of a pixel*: on the toy model every frame spreads its attention almost evenly over the 8
 #   frames (about 1/8 each): its tuned temporal attention barely departs from uniform.
 # * A blend word that is not in its prompt: the status line says what to fix.
+# </details>

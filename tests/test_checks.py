@@ -102,9 +102,9 @@ def test_an_unknown_option_names_the_known_ones(tiny_pipe, no_tuning):
     with pytest.raises(ValueError) as error:
         workflow.video_p2p(tiny_pipe, smooth_video(2), SOURCE, TARGET, blend_wrods=["circle", "circle"])
     assert str(error.value) == (
-        "unknown controller options ['blend_wrods']; the known ones are ['blend_start', 'blend_words', "
-        "'cross_replace_steps', 'eq_params', 'is_word_swap', 'keep_steps', 'num_tokens', 'places', 'resolutions', "
-        "'self_attention', 'self_replace_steps', 'threshold']")
+        "unknown controller option blend_wrods=; did you mean blend_words=? the known ones are blend_start, "
+        "blend_words, cross_replace_steps, eq_params, is_word_swap, keep_steps, num_tokens, places, resolutions, "
+        "self_attention, self_replace_steps, threshold")
 
 
 def test_blend_word_is_the_official_name_of_blend_words(tiny_pipe):

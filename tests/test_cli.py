@@ -5,6 +5,7 @@ import json
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -79,10 +80,22 @@ def test_edit_runs_end_to_end_and_caches_the_long_stages(tiny_model_dir, tmp_pat
             "--out", str(out), "--model", str(tiny_model_dir), "--frames", "3", "--size", "32",
             "--tune-steps", "2", "--steps", "4", "--blend", "circle", "circle"]
     assert main(args) == 0
-    report = json.loads(capsys.readouterr().out)
+    printed = capsys.readouterr()
+    report = json.loads(printed.out)
     for name in ("source", "reconstruction", "edit"):
         for suffix in ("gif", "mp4"):
             assert (out / f"{name}.{suffix}").stat().st_size > 0
+    from vp2p.inversion import psnr
+    from vp2p.io.video import read_video
+
+    # the reconstruction's PSNR, as measured on the frames the run inverted (the written gif holds them exactly)
+    frames = read_video(out / "source.gif", num_frames=3, size=None)
+    recon = read_video(out / "reconstruction.gif", num_frames=3, size=None)
+    assert abs(report["reconstruction_psnr"] - np.mean([psnr(a, b) for a, b in zip(recon, frames)])) < 1.0
+    assert "toy_evaluator_reads" not in report  # not the toy model: no evaluator for its world
+    assert printed.err.splitlines()[-1] == (  # after the progress bars
+        f"vp2p: wrote source.gif, source.mp4, reconstruction.gif, reconstruction.mp4, edit.gif, edit.mp4 to {out}/ "
+        f"(and the tuned weights and inversion to {out}/cache/)")
     assert report["seconds"]["tune"] > 0
     cached = {p.name: p.stat().st_mtime_ns for p in (out / "cache").iterdir()}
     assert [re.sub(r"-[0-9a-f]{16}\.", "-KEY.", name) for name in sorted(cached)] == [
@@ -100,6 +113,31 @@ def test_edit_runs_end_to_end_and_caches_the_long_stages(tiny_model_dir, tmp_pat
     monkeypatch.setattr(vp2p.inversion, "null_text_optimization", long_stage)
     assert main(args + ["--overwrite"]) == 0
     assert {p.name: p.stat().st_mtime_ns for p in (out / "cache").iterdir()} == cached
+
+
+def test_edit_on_the_toy_says_what_it_reads_and_warns_off_its_world(tmp_path, capsys):
+    """On the toy model: what its evaluator reads in the source and the edit; frames of 128² (it was trained at
+    64²) and a reconstruction far below its own world's are said, each as one warning line."""
+    from vp2p.toy import world
+
+    scene = world.Scene("red", "circle", "grass", "bouncing", seed=7)
+    clip = write_frames(tmp_path / "clip", world.render(scene, num_frames=2, size=128).frames)
+    noise = write_frames(tmp_path / "noise", np.random.default_rng(0).integers(0, 256, (2, 64, 64, 3), np.uint8))
+    common = ["--source", scene.caption, "--target", scene.replace(color="blue").caption, "--frames", "2",
+              "--tune-steps", "1", "--steps", "2", "--method", "fast"]
+    assert main(["edit", str(clip), "--out", str(tmp_path / "big"), "--size", "128", *common]) == 0
+    printed = capsys.readouterr()
+    report = json.loads(printed.out)
+    assert set(report["toy_evaluator_reads"]) == {"source", "edit"}
+    assert report["toy_evaluator_reads"]["source"].endswith("on the grass")
+    assert "vp2p: warning: the toy model was trained on 64x64 frames; at 128x128 it reconstructs and edits " \
+           "poorly" in printed.err
+    assert main(["edit", str(noise), "--out", str(tmp_path / "noise-out"), *common]) == 0
+    printed = capsys.readouterr()
+    report = json.loads(printed.out)
+    assert report["reconstruction_psnr"] < 20 and report["warning"].startswith("the toy model reconstructs this clip")
+    warnings = [line for line in printed.err.splitlines() if line.startswith("vp2p: warning:")]
+    assert warnings == [f"vp2p: warning: {report['warning']}"]
 
 
 def test_edit_refuses_to_overwrite_results_before_the_long_stages(tiny_model_dir, tmp_path, capsys, monkeypatch):
@@ -230,10 +268,12 @@ def test_an_offline_hub_id_is_one_line_naming_the_id_and_the_fix(tmp_path, capsy
     clip = write_frames(tmp_path / "clip", smooth_video(2))
     args = ["edit", str(clip), "--source", "a rabbit", "--target", "a cat", "--out", str(tmp_path / "o"),
             "--model", SD15, "--frames", "2"]  # conftest sets HF_HUB_OFFLINE=1
+    start = time.perf_counter()
     assert error_of(args, capsys) == (
-        f"vp2p: error: could not reach the Hugging Face hub to download {SD15}, and it is not in the local cache "
-        "(offline, or HF_HUB_OFFLINE=1); pass a local folder saved with save_pretrained, or connect to the internet "
-        "and run again")
+        f"vp2p: error: could not reach the Hugging Face hub to download {SD15} (HF_HUB_OFFLINE is set), and it is "
+        "not in the local cache; pass 'toy' or a local folder saved with save_pretrained, or connect to the internet "
+        "(and unset HF_HUB_OFFLINE) and run again")
+    assert time.perf_counter() - start < 20  # no half-minute of retries (the 20 s: importing diffusers, loaded CI)
     assert not (tmp_path / "o").exists()
 
 
@@ -298,6 +338,24 @@ def test_demo_refuses_a_folder_holding_files_of_its_names(tmp_path, capsys, no_l
         f"vp2p: error: {tmp_path} already holds source.gif, attention.png; pass --overwrite to replace them, or "
         "choose another out folder")
     assert snapshot(tmp_path) == before
+
+
+def test_the_demo_replaces_its_own_earlier_results_and_nothing_else(tmp_path, capsys, no_long_stages):
+    """The README's one-liner, run twice: the second run replaces the first's files (its metrics.json says they
+    are the demo's); a file of the user's in the folder is left alone."""
+    from vp2p.toy import demo
+
+    for name in demo.output_files():
+        (tmp_path / name).write_bytes(b"an earlier demo's")
+    (tmp_path / "metrics.json").write_text(json.dumps({**demo.MARK, "reconstruction_psnr": 30.0}))
+    (tmp_path / "notes.txt").write_text("mine")
+    # past the output checks: it goes on to load the model (here refused by the fixture, as a sign it got there)
+    assert error_of(["demo", "--out", str(tmp_path)], capsys) == (
+        "vp2p: error: AssertionError: the model was loaded before the error (run again with --debug for the "
+        "traceback)")
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+    (tmp_path / "metrics.json").write_text(json.dumps({"my": "numbers"}))  # not a demo's: refused as before
+    assert error_of(["demo", "--out", str(tmp_path)], capsys).startswith(f"vp2p: error: {tmp_path} already holds")
 
 
 def test_demo_refuses_a_cache_folder_it_did_not_write_even_with_overwrite(tmp_path, capsys, no_long_stages):
@@ -387,9 +445,37 @@ def test_train_toy_passes_its_options_on(monkeypatch):
     import vp2p.toy.train
 
     received = []
-    monkeypatch.setattr(vp2p.toy.train, "main", received.append)
+    monkeypatch.setattr(vp2p.toy.train, "main", lambda argv, prog: received.append((argv, prog)))
     assert main(["train-toy", "--work", "runs/toy", "--overwrite"]) == 0
-    assert received == [["--work", "runs/toy", "--overwrite"]]
+    assert received == [(["--work", "runs/toy", "--overwrite"], "vp2p train-toy")]
+
+
+def test_train_toy_help_names_the_subcommand(capsys):
+    with pytest.raises(SystemExit) as stop:  # argparse's -h: exit 0 after the help
+        main(["train-toy", "-h"])
+    assert stop.value.code == 0
+    assert capsys.readouterr().out.startswith("usage: vp2p train-toy [-h] [--work WORK]")
+
+
+def test_version(capsys):
+    from vp2p import __version__
+
+    with pytest.raises(SystemExit) as stop:
+        build_parser().parse_args(["--version"])
+    assert stop.value.code == 0 and capsys.readouterr().out == f"vp2p {__version__}\n"
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--videos", "0"], "argument --videos: 0 is not a count to measure; give at least 1"),
+    (["--videos", "-1"], "argument --videos: -1 is not a count to measure; give at least 1"),
+    (["--t2i", "-5"], "argument --t2i: -5 is not a count to measure; give at least 1"),
+    (["--attention", "many"], "argument --attention: 'many' is not a whole number; give a count of at least 1"),
+])
+def test_toy_bench_counts_are_refused_when_parsed(flags, message, tmp_path, capsys, no_long_stages):
+    # before: a traceback after a minute of loading the model and measuring text-to-image accuracy
+    assert error_of(["toy-bench", "--out", str(tmp_path), *flags], capsys) == (
+        f"vp2p: error: {message} (see vp2p toy-bench -h)")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_course_needs_an_action(capsys):

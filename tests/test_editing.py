@@ -63,8 +63,14 @@ def test_without_injection_the_target_branch_is_plain_guided_sampling(pipe, inve
 
 
 def test_local_blend_with_an_empty_mask_returns_the_source(pipe, inversion):
-    result = edit(pipe, inversion, [SOURCE, TARGET], blend_words=[["circle"], ["circle"]], threshold=1.1,
-                  blend_start=0.0)
+    # the API refuses a threshold of 1 or more (its mask is empty: the edit would equal the reconstruction)…
+    with pytest.raises(ValueError, match=r"^threshold=1.1 must be between 0 and 1, both excluded"):
+        edit(pipe, inversion, [SOURCE, TARGET], blend_words=[["circle"], ["circle"]], threshold=1.1)
+    # …which is what the blend does with one set behind the checks' back
+    controller = vp2p.make_controller(pipe, [SOURCE, TARGET], STEPS, blend_words=[["circle"], ["circle"]],
+                                      blend_start=0.0)
+    controller.local_blend.threshold = 1.1
+    result = edit(pipe, inversion, [SOURCE, TARGET], controller=controller)
     masks = result.blend_masks
     assert masks.shape == (STEPS, 2, F, 16, 16) and not masks.any()
     assert torch.equal(branch(result.latents, 1), branch(result.latents, 0))

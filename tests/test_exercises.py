@@ -7,15 +7,23 @@ namespace per notebook, in-process — so the whole file takes seconds, not the 
 
 import hashlib
 import json
+import re
+import sys
 from pathlib import Path
 
 import pytest
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    tomllib = pytest.importorskip("tomli")
 
 from vp2p.course import exercises
 from vp2p.course.exercises import BEGIN_SOLUTION, END_SOLUTION, EXERCISES, ExerciseFailed, export_student
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 TEACHER = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+STUDENT = NOTEBOOKS / "student"
 
 
 def grading(cell) -> dict:
@@ -115,6 +123,9 @@ def test_student_checks_fail_until_the_solutions_are_written(path, student_dir):
         source, student_source = exercises.cell_source(mine), exercises.cell_source(theirs)
         if theirs["cell_type"] == "code":
             assert theirs["outputs"] == [] and theirs["execution_count"] is None
+        if theirs["cell_type"] == "markdown":  # the note on solutions and the Colab badge, for students
+            assert student_source == exercises.student_markdown(source)
+            continue
         if not grading(mine).get("solution"):
             assert student_source == source
             continue
@@ -357,11 +368,48 @@ def test_export_refuses_a_non_empty_folder_and_the_teacher_folder(tmp_path):
     written = export_student(tmp_path, overwrite=True)
     assert (tmp_path / "notes.txt").read_text() == "mine"
     assert {p.name for p in TEACHER} <= {p.name for p in written}
-    for folder in (NOTEBOOKS, NOTEBOOKS / "student"):
+    for folder in (NOTEBOOKS, NOTEBOOKS / "drafts"):
         with pytest.raises(ValueError, match="teacher notebooks"):
             export_student(folder, overwrite=True)
-    assert not (NOTEBOOKS / "student").exists()
+    assert not (NOTEBOOKS / "drafts").exists()
     assert teacher_fingerprint() == before
+
+
+def without_tool_version(text: str) -> str:
+    """A .py twin without jupytext's version line (another jupytext writes the same cells with its own number)."""
+    return re.sub(r"(?m)^#\s+jupytext_version: .*$", "", text)
+
+
+def test_the_repository_student_notebooks_are_the_export_of_the_teacher_ones(tmp_path):
+    """notebooks/student/ is what `vp2p course --student notebooks/student --overwrite` writes: after a change to a
+    teacher notebook, run it again (this test fails until then)."""
+    written = export_student(tmp_path / "student")
+    committed = sorted(p.name for p in STUDENT.iterdir())
+    assert committed == sorted(p.name for p in written), "run: vp2p course --student notebooks/student --overwrite"
+    for path in written:
+        mine, theirs = path.read_text(encoding="utf-8"), (STUDENT / path.name).read_text(encoding="utf-8")
+        if path.suffix == ".py":
+            mine, theirs = without_tool_version(mine), without_tool_version(theirs)
+        assert mine == theirs, f"{STUDENT / path.name} is stale: run vp2p course --student notebooks/student --overwrite"
+
+
+@pytest.mark.parametrize("path", TEACHER, ids=lambda p: p.stem)
+def test_student_notebooks_carry_no_widget_state_and_no_teacher_traces(path):
+    student = json.loads((STUDENT / path.name).read_text(encoding="utf-8"))
+    text = (STUDENT / path.name).read_text(encoding="utf-8")
+    assert "widgets" not in student["metadata"]  # a run's saved progress bars and panels (hundreds of KB)
+    assert all(not c.get("outputs") for c in student["cells"] if c["cell_type"] == "code")
+    assert len(text.encode()) < 0.5 * len(path.read_bytes())  # the teacher's outputs and widget state are gone
+    assert "holds solutions" not in text and "holds a solution" not in text and BEGIN_SOLUTION not in text
+    assert "raise NotImplementedError" in text and "stops at `raise NotImplementedError(...)` with a hint" in text
+    badges = re.findall(r"colab\.research\.google\.com/github/\S+?/notebooks/(\S+?\.ipynb)", text)
+    assert badges == [f"student/{path.name}"], badges  # Colab opens the student version, not the solutions
+
+
+def test_pytest_does_not_run_the_student_notebooks():
+    """Their exercises are unsolved: run by nbmake, every one would fail with NotImplementedError."""
+    options = tomllib.loads((NOTEBOOKS.parent / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]
+    assert "notebooks" in options["testpaths"] and "--ignore=notebooks/student" in options["addopts"].split()
 
 
 def test_solution_markers_must_pair():

@@ -2,6 +2,7 @@
 
 import json
 import shutil
+import time
 
 import numpy as np
 import pytest
@@ -9,6 +10,7 @@ import torch
 
 import vp2p
 from tiny import smooth_video
+from vp2p.io import loading
 from vp2p.io.loading import resolve_model
 
 
@@ -174,7 +176,11 @@ def test_diffusers_loads_the_tiny_folder_too(tiny_model_dir, pipe):
 
 
 def test_hub_ids_pass_through_unchanged(tmp_path, monkeypatch, tiny_model_dir):
+    from huggingface_hub import constants
+
     monkeypatch.chdir(tmp_path)  # no local folder of that name
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(loading, "hub_online", lambda: True)  # as if online: the id is left to from_pretrained
     assert resolve_model("stable-diffusion-v1-5/stable-diffusion-v1-5") == "stable-diffusion-v1-5/stable-diffusion-v1-5"
     assert resolve_model("someone/some-model") == "someone/some-model"
     assert resolve_model(tiny_model_dir) == str(tiny_model_dir)  # local folders (Path or str) stay local
@@ -210,14 +216,36 @@ def test_a_tokenizer_without_its_vocabulary_is_refused(tiny_model_dir, tmp_path)
         vp2p.load_pipeline(folder, device="cpu")
 
 
-def test_an_offline_hub_id_says_it_cannot_reach_the_hub():
-    from huggingface_hub import try_to_load_from_cache
+@pytest.mark.parametrize("offline", [True, False], ids=["HF_HUB_OFFLINE", "no network"])
+def test_an_unknown_hub_id_offline_fails_at_once_naming_the_fix(offline, monkeypatch):
+    """Before: 28-30 s of the hub client's retries. Now the local cache is looked up and, when HF_HUB_OFFLINE is
+    set or the hub's host does not answer (here: a closed local port), the id is refused at once."""
+    from huggingface_hub import constants, try_to_load_from_cache
 
     model = "stable-diffusion-v1-5/stable-diffusion-v1-5"
     if try_to_load_from_cache(model, "model_index.json") is not None:
         model = "vp2p-kit/a-model-no-cache-holds"  # SD 1.5 is cached here: it would load, not fail
-    with pytest.raises(OSError) as info:  # conftest sets HF_HUB_OFFLINE=1
-        vp2p.load_pipeline(model, device="cpu")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", offline)
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")  # the discard port: nothing listens
+    start = time.perf_counter()
+    with pytest.raises(OSError) as info:
+        resolve_model(model)
+    assert time.perf_counter() - start < 4
+    why = "HF_HUB_OFFLINE is set" if offline else "http://127.0.0.1:9 does not answer"
     assert str(info.value) == (
-        f"could not reach the Hugging Face hub to download {model}, and it is not in the local cache (offline, or "
-        "HF_HUB_OFFLINE=1); pass a local folder saved with save_pretrained, or connect to the internet and run again")
+        f"could not reach the Hugging Face hub to download {model} ({why}), and it is not in the local cache; pass "
+        "'toy' or a local folder saved with save_pretrained, or connect to the internet (and unset HF_HUB_OFFLINE) "
+        "and run again")
+
+
+def test_a_damaged_weights_file_is_named_with_the_fix(tiny_model_dir, tmp_path):
+    folder = folder_without(tiny_model_dir, tmp_path / "model", "unet")
+    shutil.copytree(tiny_model_dir / "unet", folder / "unet")
+    weights = next((folder / "unet").glob("*.safetensors"))
+    weights.write_bytes(weights.read_bytes()[:1000])  # a cut-off copy
+    with pytest.raises(OSError) as info:
+        vp2p.load_pipeline(folder, device="cpu")
+    assert str(info.value) == (
+        f"the unet of {folder} cannot be loaded from {weights}: the file is damaged or incomplete (an interrupted "
+        "download or copy?); copy unet/ again from the model it came from, or save the model again with "
+        "save_pretrained")

@@ -36,8 +36,9 @@ def decode_strip(data_url: str, frames: int) -> np.ndarray:
     return np.stack(np.split(strip, frames, axis=1))
 
 
-def image_src(page_html: str, role: str) -> str:
-    start = page_html.index(f"data-role='{role}'")
+def image_src(page_html: str, role: str, kind: str = "vp2p-video") -> str:
+    """The frames strip of a role (``kind`` vp2p-video), or the GIF that plays it beside the strip (vp2p-gif)."""
+    start = page_html.index(f"class='{kind}' data-role='{role}'")
     src = page_html.index("src='", start) + len("src='")
     return page_html[src: page_html.index("'", src)]
 
@@ -124,6 +125,18 @@ def test_work_root_comes_from_the_argument_the_environment_or_the_course(monkeyp
     assert studio.work_root() == course.runs_dir() / "notebooks"
 
 
+def test_the_videos_also_play_enlarged_by_nearest_neighbour():
+    frames = np.random.default_rng(0).integers(0, 256, (3, 64, 64, 3), dtype=np.uint8)
+    big = studio.enlarged(frames)
+    assert big.shape == (3, 128, 128, 3) and np.array_equal(big[:, ::2, ::2], frames)  # each pixel a 2×2 block
+    assert np.array_equal(big[:, 1::2, 1::2], frames)
+    assert studio.enlarged(np.zeros((1, 192, 192, 3), np.uint8)).shape == (1, 192, 192, 3)  # large enough already
+    page = studio.video_html(frames, "edit", "edit")
+    gif = Image.open(io.BytesIO(base64.b64decode(image_src(page, "edit", "vp2p-gif").split(",", 1)[1])))
+    assert gif.format == "GIF" and gif.size == (128, 128) and gif.n_frames == 3 and gif.info["loop"] == 0
+    assert "image-rendering:pixelated" in page
+
+
 def test_shown_frames_are_downscaled_only_when_large():
     small = np.zeros((2, 64, 64, 3), dtype=np.uint8)
     assert studio.shown_frames(small) is small
@@ -135,7 +148,7 @@ def test_shown_frames_are_downscaled_only_when_large():
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                  "--disable-dev-shm-usage", "--window-size=1400,1000"]
+                  "--disable-dev-shm-usage", "--window-size=1366,768"]  # a classroom projector
 
 
 def free_port() -> int:
@@ -187,18 +200,49 @@ def wait_for_port(port: int, server: subprocess.Popen, log: Path, seconds: float
 
 
 def screenshot_path(tmp_path: Path) -> Path:
-    """figures/studio.png only when asked (VP2P_WRITE_FIGURES=1): tests never rewrite tracked files."""
+    """figures/studio.png (the first screen at 1366×768) only when asked (VP2P_WRITE_FIGURES=1): tests never
+    rewrite tracked files."""
     return ROOT / "figures" / "studio.png" if os.environ.get("VP2P_WRITE_FIGURES") == "1" else tmp_path / "studio.png"
 
 
-def save_full_page(driver, path: Path):
-    """A screenshot of the whole page, not only the window (headless windows cannot outgrow the screen)."""
-    height = driver.execute_script(  # Voilà scrolls an inner element, not the document: take the tallest
-        "return Math.max(...Array.from(document.querySelectorAll('*'), e => e.scrollHeight))")
-    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
-                           {"width": 1400, "height": height, "deviceScaleFactor": 1, "mobile": False})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    driver.save_screenshot(str(path))
+# What the projected screen must show, measured in the page: where the parts are, the smallest text, the videos.
+LAYOUT_JS = """
+const studio = document.querySelector('.vp2p-studio');
+const box = e => { const r = e.getBoundingClientRect(); return {left: r.left, top: r.top, right: r.right,
+                                                                    bottom: r.bottom}; };
+const small = [];
+for (const e of studio.querySelectorAll('*')) {
+  const own = Array.from(e.childNodes).some(n => n.nodeType === 3 && n.textContent.trim());
+  const style = getComputedStyle(e);
+  if (own && e.offsetParent !== null && style.visibility !== 'hidden' && parseFloat(style.fontSize) < 14)
+    small.push(e.tagName + ' ' + style.fontSize + ' ' + e.textContent.trim().slice(0, 30));
+}
+const gifs = Array.from(studio.querySelectorAll('img.vp2p-gif'), g => ({
+  role: g.dataset.role, natural: g.naturalWidth, shown: g.getBoundingClientRect().width,
+  rendering: getComputedStyle(g).imageRendering}));
+return {studio: box(studio), edit: box(document.querySelector('button.vp2p-edit')),
+        target: box(document.querySelector('.vp2p-target')),
+        reconstruction: box(document.querySelector("img.vp2p-video[data-role='reconstruction']")),
+        edited: box(document.querySelector("img.vp2p-gif[data-role='edit']")),
+        small: small, gifs: gifs, viewport: [window.innerWidth, window.innerHeight]};
+"""
+
+
+def waiting_class():
+    from selenium.common.exceptions import TimeoutException
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    class Waiting(WebDriverWait):
+        """A wait that, when it times out, says what the page showed (its status line and text)."""
+
+        def until(self, method, message=""):
+            try:
+                return super().until(method, message)
+            except TimeoutException:
+                page = self._driver.execute_script("return document.body ? document.body.innerText : ''")
+                pytest.fail(f"the page did not get there in time; it shows:\n{page[:2000]}")
+
+    return Waiting
 
 
 def test_studio_in_a_browser_edits_red_to_blue(tmp_path):
@@ -207,12 +251,11 @@ def test_studio_in_a_browser_edits_red_to_blue(tmp_path):
     into the folder the studio reads ($VP2P_STUDIO_WORK), so that in the browser only the edit runs."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
-    from selenium.webdriver.support.ui import WebDriverWait
-
     from vp2p import load_pipeline
     from vp2p.toy import evaluator
     from vp2p.workflow import prepare
 
+    Waiting = waiting_class()
     started = time.monotonic()
     work, port, log = tmp_path / "work", free_port(), tmp_path / "voila.log"
     driver = start_chromium(tmp_path / "chromium-profile")
@@ -224,27 +267,71 @@ def test_studio_in_a_browser_edits_red_to_blue(tmp_path):
         prepared = time.monotonic() - started
         wait_for_port(port, server, log)
         driver.get(f"http://127.0.0.1:{port}/")
-        wait = WebDriverWait(driver, 600, poll_frequency=0.5)  # generous: a shared CPU can be slow
-        reconstruction = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "img[data-role='reconstruction']"))
+        wait = Waiting(driver, 300, poll_frequency=0.5)  # generous: a shared CPU can be slow
+        reconstruction = wait.until(
+            lambda d: d.find_elements(By.CSS_SELECTOR, "img.vp2p-video[data-role='reconstruction']"))
         before = decode_strip(reconstruction[0].get_attribute("src"), course.NUM_FRAMES)
-        target = driver.find_element(By.CSS_SELECTOR, ".vp2p-target input")
-        target.send_keys(Keys.CONTROL, "a")
-        target.send_keys(BLUE, Keys.TAB)
-        wait.until(lambda d: target.get_attribute("value") == BLUE)
+        wait.until(lambda d: not d.find_element(By.CSS_SELECTOR, "button.vp2p-edit").get_attribute("disabled"))
+
+        def type_into(selector, label, text):
+            """Type into a field and wait until the kernel has the value (the studio says it in its status line):
+            a click sent earlier would overtake the field's update, which ipywidgets holds back while the kernel
+            is busy."""
+            field = driver.find_element(By.CSS_SELECTOR, f"{selector} input")
+            field.send_keys(Keys.CONTROL, "a")
+            field.send_keys(text, Keys.TAB)
+            wait.until(lambda d: status_line() == f"{label}: '{text}' — press Edit")
+
+        def status_line():
+            return driver.find_element(By.CSS_SELECTOR, ".vp2p-status").text
+
+        # a class's first mistake: a blend word that is not in the target prompt
+        type_into(".vp2p-target", "target prompt", BLUE)
+        type_into(".vp2p-blend-target", "blend (target)", "square")
         driver.find_element(By.CSS_SELECTOR, "button.vp2p-edit").click()
-        edited = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, f"img[data-role='edit'][data-prompt='{BLUE}']"))
+        wait.until(lambda d: "square" in status_line())
+        mistake = status_line()
+        type_into(".vp2p-blend-target", "blend (target)", "circle")
+        driver.find_element(By.CSS_SELECTOR, "button.vp2p-edit").click()
+        edited = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR,
+                                                      f"img.vp2p-video[data-role='edit'][data-prompt='{BLUE}']"))
         after = decode_strip(edited[0].get_attribute("src"), course.NUM_FRAMES)
-        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, ".vp2p-studio img:not(.vp2p-video)"))  # attention
-        save_full_page(driver, screenshot_path(tmp_path))
-        status = driver.find_element(By.CSS_SELECTOR, ".vp2p-status").text
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, ".vp2p-studio img:not(.vp2p-video):not(.vp2p-gif)"))
+        wait.until(lambda d: d.execute_script(
+            "return Array.from(document.querySelectorAll('img.vp2p-gif')).every(g => g.complete)"))
+        layout = driver.execute_script(LAYOUT_JS)
+        driver.save_screenshot(str(screenshot_path(tmp_path)))  # the first screen, as projected
+        status = status_line()
     finally:
         driver.quit()
         os.killpg(server.pid, signal.SIGTERM)  # voila and its kernel (our own process group)
         server.wait(timeout=30)
+    assert mistake == ("blend word 'square' is not in the prompt 'a blue circle bouncing on the grass'; its words are "
+                       "['a', 'blue', 'circle', 'bouncing', 'on', 'the', 'grass']. Pick a word of that prompt (or "
+                       "fix the spelling)."), mistake
     assert status.startswith("edited in"), status
+    check_projected_layout(layout)
     assert after.shape == before.shape == (course.NUM_FRAMES, 64, 64, 3)
     assert np.abs(after.astype(int) - before.astype(int)).mean() > 2  # the edited image changed
     assert evaluator.read_video(before).color == "red"
     assert evaluator.read_video(after).color == "blue"  # the evaluator reads the new colour in the page's pixels
     total = time.monotonic() - started
     print(f"browser test: prepared in {prepared:.0f} s, {total:.0f} s in all")
+
+
+def check_projected_layout(layout):
+    """At 1366×768: the app starts near the top (the prose is folded away), the controls and the videos side by
+    side with Edit and the edited video on the first screen (the page's height: the window less the browser's own), no text under 14 px, and each video also playing as
+    a GIF enlarged from 64 px with crisp (nearest-neighbour) pixels."""
+    width, height = layout["viewport"]
+    assert (width, height) == (1366, 768) or width >= 1300, layout["viewport"]
+    assert layout["studio"]["top"] < 100, layout["studio"]  # no screen of prose or developer notes above it
+    for part in ("edit", "target", "reconstruction", "edited"):
+        assert layout[part]["bottom"] <= height, (part, layout[part])  # on the first screen, no scrolling
+    assert layout["target"]["right"] <= layout["reconstruction"]["left"], layout  # side by side
+    assert layout["small"] == [], layout["small"][:10]
+    roles = {g["role"] for g in layout["gifs"]}
+    assert roles == {"input", "reconstruction", "edit"}, layout["gifs"]
+    for gif in layout["gifs"]:
+        assert gif["natural"] >= 2 * 64 and gif["shown"] >= 2 * 64 and gif["rendering"] in ("pixelated",
+                                                                                              "crisp-edges"), gif

@@ -131,14 +131,60 @@ def test_center_crop_removes_sides_and_resizes(tmp_path):
     assert out.shape == (16, 16, 3) and out.min() >= 195
 
 
-def test_mixed_sizes_in_folder_are_fitted(tmp_path):
-    _save(tmp_path / "0.png", 0, h=40, w=72)
-    _save(tmp_path / "1.png", 1, h=100, w=60)
-    video = read_video(tmp_path, num_frames=2, size=32)
-    assert video.shape == (2, 32, 32, 3)
-    assert _indices(video) == [0, 1]
-    with pytest.raises(ValueError, match="different sizes"):
-        read_video(tmp_path, num_frames=2, size=None)
+def test_mixed_sizes_in_a_folder_are_refused_naming_sizes_and_files(tmp_path):
+    # before: cropped and resized into one size without a word (frames of two exports, squashed)
+    for i in range(3):
+        _save(tmp_path / f"{i}.png", i, h=40, w=72)
+    _save(tmp_path / "3.png", 3, h=100, w=60)
+    for size in (32, None):
+        with pytest.raises(ValueError) as info:
+            read_video(tmp_path, num_frames=4, size=size)
+        assert str(info.value) == (
+            f"the frames in {tmp_path} have different sizes — 40x72 (H x W): 0.png, 1.png, 2.png; 100x60 (H x W): "
+            "3.png; a clip's frames must all have one size: export them again at one size, or keep only the "
+            "frames of one clip")
+    assert read_video(tmp_path, num_frames=3, size=32).shape == (3, 32, 32, 3)  # the frames of one size
+
+
+@pytest.mark.parametrize("damage", ["header", "truncated"])
+def test_a_damaged_frame_is_named_not_skipped(tmp_path, damage):
+    # before: a frame whose header was damaged was skipped, and the motion jumped over it in silence
+    for i in range(4):
+        _save(tmp_path / f"{i}.png", i, h=64, w=64)
+    bad = tmp_path / "2.png"
+    data = bad.read_bytes()
+    bad.write_bytes(b"\x00" * 64 + data[64:] if damage == "header" else data[: len(data) // 3])
+    with pytest.raises(ValueError) as info:
+        read_video(tmp_path, num_frames=4, size=None)
+    assert str(info.value).startswith(f"frame {bad} cannot be ")
+    assert str(info.value).endswith("replace it, or remove it and renumber the frames, so that the motion does "
+                                    "not jump")
+
+
+def test_animations_and_videos_in_a_frames_folder_are_not_frames(tmp_path):
+    for i in range(3):
+        _save(tmp_path / f"frame_{i}.png", i)
+    write_video(tmp_path / "edit.gif", np.stack([_solid(9)] * 4))  # an earlier result: it sorts first
+    Image.fromarray(_solid(8)).save(tmp_path / "a_still.gif")  # a one-frame GIF is still a GIF, not a frame
+    (tmp_path / "clip.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42")
+    video = read_video(tmp_path, num_frames=3, size=None)
+    assert _indices(video) == [0, 1, 2]
+    with pytest.raises(ValueError, match="has 3 frames"):
+        read_video(tmp_path, num_frames=4, size=None)
+
+
+def test_write_video_with_its_arguments_swapped_says_so(tmp_path):
+    frames = np.stack([_solid(i) for i in range(2)])
+    target = tmp_path / "out.gif"
+    with pytest.raises(TypeError) as info:
+        write_video(frames, target)
+    assert str(info.value) == (f"write_video(path, frames) takes the path first, got a ndarray of shape (2, 16, 16, "
+                               f"3) there and the path {str(target)!r} second: swap them")
+    with pytest.raises(TypeError, match=r"write_videos\(folder, videos\) takes the path first, got a dict"):
+        write_videos({"edit": frames}, tmp_path)
+    with pytest.raises(TypeError, match=r"takes a dict \{name: frames\}, got a ndarray"):
+        write_videos(tmp_path, frames)
+    assert not target.exists()
 
 
 # --------------------------------------------------------------------------- files

@@ -4,6 +4,7 @@ The panels are driven from Python as a notebook front end would: set a control's
 let the slider's observer fire), look at ``last_edit`` / ``maps`` / ``figure``.
 """
 
+import html
 import json
 
 import numpy as np
@@ -341,3 +342,23 @@ def test_attention_debug_widget_layer_head_step_branch_and_views(prepared, tok):
     assert w.image.value != before  # the app's image follows the controls
     with pytest.raises(ValueError, match="AttentionRecorder"):
         widgets.AttentionDebugWidget(widgets.EditWidget(pipe, run, SETTINGS, TARGET).update(), tok)
+
+
+@pytest.mark.parametrize("error, shown", [
+    (ValueError("blend word 'square' is not in the prompt"), "blend word 'square' is not in the prompt"),
+    (RuntimeError("CUDA out of memory.\nTried to allocate 2 GiB"), "RuntimeError: CUDA out of memory. Tried to "
+                                                                   "allocate 2 GiB"),
+    (KeyError("layer"), "KeyError: 'layer'"),
+])
+def test_a_panel_callback_ends_running_with_one_line_whatever_the_error(error, shown):
+    """Before, only ValueError was caught: any other error left "running…" on screen and went to a log nobody
+    sees (a callback's exception does not reach the notebook)."""
+    from vp2p.course.widgets import FigurePanel
+
+    class Failing(FigurePanel):
+        def update(self):
+            raise error
+
+    panel = Failing()
+    panel._safe_update()
+    assert panel.status.value == f"<b style='color:#b00020'>{html.escape(shown)}</b>"

@@ -10,7 +10,10 @@ CLI rewrites them to its flags (``--steps 0``).
 
 from __future__ import annotations
 
+import difflib
 import math
+import os
+import tempfile
 from numbers import Real
 from pathlib import Path
 
@@ -78,10 +81,12 @@ SETTING_RULES = {
 }
 
 
-def check_setting(name: str, value) -> None:
+def check_setting(name: str, value, label: str | None = None) -> None:
+    """``value`` of the setting ``name``, as the rule of ``SETTING_RULES`` wants; the message names it ``label``
+    (the caller's argument name, e.g. ``lr`` for ``null_text_lr``) or ``name``."""
     valid, expected = SETTING_RULES[name]
     if not valid(value):
-        raise ValueError(f"{name}={value!r} must be {expected}")
+        raise ValueError(f"{label or name}={value!r} must be {expected}")
 
 
 def check_settings(settings) -> None:
@@ -125,7 +130,89 @@ def parse_weights(pairs: str | list[str]) -> dict[str, float]:
     return dict(parse_weight(item) for item in items if str(item).strip())
 
 
+def check_model_prompts(pipe, roles: dict[str, str]) -> None:
+    """Each prompt (role -> prompt) is a text; on the toy model, of words it knows. The API's stages (tune, invert,
+    edit) and the workflow run it where they are entered."""
+    for role, prompt in roles.items():
+        check_prompt(prompt, role)
+    from vp2p.io.loading import is_toy  # here: vp2p.io.loading imports torch
+    from vp2p.toy.settings import check_toy_words  # the toy's vocabulary is the toy world's
+
+    if is_toy(pipe):
+        check_toy_words(roles)
+
+
+# -- option names: a misspelled keyword is named, with the known ones
+
+def check_option_names(given, known, what: str = "option") -> None:
+    """Every name in ``given`` is in ``known``; else an error naming it, the closest known name and all of them."""
+    known = sorted(known)
+    for name in given:
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f"did you mean {close[0]}=? " if close else ""
+            raise ValueError(f"unknown {what} {name}=; {hint}the known ones are {', '.join(known)}")
+
+
+# -- the toy model outside its world: said, not silent
+
+TOY_SIZE = 64  # the toy model was trained on 64x64 frames
+TOY_RECONSTRUCTION_DB = 29  # its null-text reconstructions of its own world (toy bench, held-out clips): 29-31 dB
+LOW_RECONSTRUCTION_DB = 20  # far below that: the clip is outside what the model can draw
+
+
+def toy_size_warning(height_width) -> str | None:
+    """A warning when frames are not the toy model's 64x64, else None."""
+    height, width = (int(n) for n in height_width)
+    if (height, width) == (TOY_SIZE, TOY_SIZE):
+        return None
+    return (f"the toy model was trained on {TOY_SIZE}x{TOY_SIZE} frames; at {height}x{width} it reconstructs and "
+            f"edits poorly (blur, invented textures): read the clip at size={TOY_SIZE}, or use Stable Diffusion "
+            "for larger frames")
+
+
+def toy_reconstruction_warning(psnr_db: float) -> str | None:
+    """A warning when the toy model's reconstruction of a clip is far below what it achieves on its own world."""
+    if psnr_db >= LOW_RECONSTRUCTION_DB:
+        return None
+    return (f"the toy model reconstructs this clip at {psnr_db:.1f} dB, far below the ~{TOY_RECONSTRUCTION_DB} dB "
+            "it reaches on its own world of coloured shapes: it cannot represent this clip, and its edits will "
+            "invent textures. Use a toy scene (vp2p.toy.world), or for real footage Stable Diffusion: "
+            f"model={SD15} (a GPU) or a local Stable Diffusion folder")
+
+
 # -- outputs: nothing the user gave or owns is written over
+
+def check_file_target(path, what: str, example: str) -> Path:
+    """The ``what`` is to be written as a file at ``path``: not onto a folder (the message gives a file inside it,
+    named ``example``)."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"the path for the {what} must be a str or Path, got {type(path).__name__}; e.g. "
+                        f"{example!r}")
+    path = Path(path).expanduser()
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a folder; give a file path for the {what}, e.g. {path / example}")
+    return path
+
+
+def check_writable(folder) -> None:
+    """``folder`` (or, where it does not exist yet, its nearest existing parent) accepts new files: probed by
+    creating and removing a temporary file — before the long stages, not after them."""
+    folder = Path(folder).expanduser().absolute()
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    if not existing.is_dir():
+        raise NotADirectoryError(f"{existing} is a file, so {folder} cannot be made a folder; choose another out "
+                                 "folder")
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as error:
+        reason = os.strerror(error.errno) if error.errno else str(error)
+        raise PermissionError(f"cannot write into {existing} ({reason.lower()}); choose an out folder you can "
+                              "write to") from None
+
+
+
 
 def check_work_folder(work: Path) -> None:
     """A work folder to reuse must hold only vp2p's cache files."""
@@ -167,4 +254,5 @@ def check_outputs(folder, names, inputs=(), overwrite: bool = False, work: str |
                               "them, or choose another out folder")
     if work and (folder / work).exists():
         check_work_folder(folder / work)
+    check_writable(folder)
     return folder

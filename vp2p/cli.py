@@ -19,6 +19,7 @@ import argparse
 import json
 import re
 import sys
+import warnings
 
 from vp2p.checks import INVERSION_METHODS  # torch-free, as everything imported here
 
@@ -30,6 +31,18 @@ API_FLAGS = {"num_frames": "--frames", "start": "--start", "stride": "--stride",
              "model": "--model", "dpi": "--dpi"}
 API_PHRASES = {"overwrite=True": "--overwrite", "is_word_swap=False": "--refine"}
 EDIT_VIDEOS = ("source", "reconstruction", "edit")
+
+
+def version() -> str:
+    """The installed package's version (its metadata), else the source tree's ``vp2p.__version__``."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("vp2p")
+    except metadata.PackageNotFoundError:
+        from vp2p import __version__
+
+        return __version__
 
 
 def in_flags(message: str) -> str:
@@ -61,10 +74,17 @@ def one_line(error: BaseException) -> str:
 
 
 def cmd_demo(args):
-    from vp2p.toy.demo import run_demo
+    from vp2p.toy.demo import output_files, run_demo
 
     metrics = run_demo(args.out, model=args.model, overwrite=args.overwrite)
     print(json.dumps(metrics, indent=2))
+    tell_written(args.out, output_files())
+
+
+def tell_written(folder, names) -> None:
+    """Where the results went, for the person at the terminal (stdout stays the JSON report)."""
+    print(f"vp2p: wrote {', '.join(names)} to {folder}/ (and the tuned weights and inversion to {folder}/cache/)",
+          file=sys.stderr)
 
 
 def settings_changes(args) -> dict:
@@ -117,8 +137,27 @@ def cmd_edit(args):
                     **controller_options(args))
     videos = dict(zip(EDIT_VIDEOS, (frames, run.inversion.reconstruction, run.edits[-1].edited)))
     written = write_videos(args.out, videos, overwrite=args.overwrite)
-    print(json.dumps({"written": {k: [str(p) for p in v] for k, v in written.items()},
+    print(json.dumps({**edit_quality(pipe, run), "written": {k: [str(p) for p in v] for k, v in written.items()},
                       "seconds": run.seconds}, indent=2))
+    tell_written(args.out, [p.name for paths in written.values() for p in paths])
+
+
+def edit_quality(pipe, run) -> dict:
+    """What a run's numbers say: the reconstruction's PSNR (how well the inversion holds the clip), on the toy
+    model what its evaluator reads in the source and the edit, and the warning of a clip the toy cannot draw."""
+    from vp2p.io.loading import is_toy
+
+    import numpy as np
+
+    quality = {"reconstruction_psnr": round(float(np.mean(run.inversion.frame_psnr)), 2)}
+    if is_toy(pipe):
+        from vp2p.toy.evaluator import reading_text
+
+        quality["toy_evaluator_reads"] = {"source": reading_text(run.inversion.frames),
+                                          "edit": reading_text(run.edits[-1].edited)}
+    if run.inversion.warning:
+        quality["warning"] = run.inversion.warning
+    return quality
 
 
 def load_model(args):
@@ -162,7 +201,7 @@ def cmd_paper(args):
 def cmd_train(args):
     from vp2p.toy.train import main as train_main
 
-    train_main(args.rest)
+    train_main(args.rest, prog="vp2p train-toy")
 
 
 def cmd_course(args):
@@ -193,6 +232,18 @@ def reweight_pair(text: str) -> tuple[str, float]:
         return parse_weight(text)
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def count(text: str) -> int:
+    """argparse type of a count of things to measure (captions, frames, videos): a whole number, at least 1 — refused
+    when parsed, not as a traceback after a minute of loading and measuring."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number; give a count of at least 1") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a count to measure; give at least 1")
+    return value
 
 
 class Parser(argparse.ArgumentParser):
@@ -256,6 +307,8 @@ def add_edit_arguments(edit):
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="vp2p", description="Video-P2P: text-driven video editing, explained.")
     parser.add_argument("--debug", action="store_true", help="on an error, show the traceback (default: one line)")
+    parser.add_argument("--version", action="version", version=f"vp2p {version()}",
+                        help="print vp2p's version and exit (default: off)")
     # --debug is accepted after the command too; SUPPRESS: a subcommand's default must not reset the main one
     debug = Parser(add_help=False)
     debug.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
@@ -281,9 +334,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--model", default="toy",
                        help="the model of the toy world to measure: 'toy' or a retrained toy model's folder "
                             "(default: toy)")
-    bench.add_argument("--t2i", type=int, default=200, help="captions for the text-to-image accuracies (default: 200)")
-    bench.add_argument("--attention", type=int, default=50, help="frames for attention_in_mask (default: 50)")
-    bench.add_argument("--videos", type=int, default=20,
+    bench.add_argument("--t2i", type=count, default=200, help="captions for the text-to-image accuracies (default: 200)")
+    bench.add_argument("--attention", type=count, default=50, help="frames for attention_in_mask (default: 50)")
+    bench.add_argument("--videos", type=count, default=20,
                        help="held-out videos through the full pipeline (default: 20)")
     bench.add_argument("--overwrite", action="store_true", help="replace an earlier toy_bench.json (default: refuse)")
     bench.set_defaults(func=cmd_bench)
@@ -294,8 +347,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="folder for tables.json, tables.md, edits.png and metrics.png (required), and cache/ with "
                             "the tuned weights, inversions and scores that a second run reuses")
     paper.add_argument("--model", default="toy", help="the model: 'toy', a local folder or a hub id (default: toy)")
-    paper.add_argument("--videos", type=int, default=20, help="held-out toy clips (default: 20)")
-    paper.add_argument("--frames", type=int, default=8, help="frames per clip (default: 8)")
+    paper.add_argument("--videos", type=count, default=20, help="held-out toy clips (default: 20)")
+    paper.add_argument("--frames", type=count, default=8, help="frames per clip (default: 8)")
     paper.add_argument("--edits-per-video", type=int, default=1, choices=(1, 2, 3),
                        help="edits of each clip, rotating through color swap, shape swap and refinement (default: 1)")
     paper.add_argument("--rows", nargs="+", metavar="ROW",
@@ -342,6 +395,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def show_warning(message, category, filename, lineno, file=None, line=None):
+    """vp2p's own warnings (a clip the toy model cannot represent, frames of another size than it was trained on)
+    as one line each, as the errors; other libraries' warnings as Python prints them."""
+    if "/vp2p/" in str(filename).replace("\\", "/"):
+        print(f"vp2p: warning: {' '.join(str(message).split())}", file=sys.stderr)
+    else:
+        print(warnings.formatwarning(message, category, filename, lineno, line), end="", file=sys.stderr)
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
@@ -352,7 +414,9 @@ def main(argv=None) -> int:
     except SystemExit as stop:  # -h (0) or a usage error (2, already printed as one line by Parser.error)
         return stop.code
     try:
-        args.func(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = show_warning
+            args.func(args)
     except KeyboardInterrupt:
         print("vp2p: interrupted", file=sys.stderr)
         return 130

@@ -11,6 +11,7 @@ controller injects the source branch's attention into the targets and blends the
 
 from __future__ import annotations
 
+import inspect
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,13 +19,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vp2p import layout
+from vp2p import checks, layout
 from vp2p.alignment import refinement_mapper, replacement_mapper, word_token_indices
 from vp2p.attention import blend_resolution, cross_attention_heights, require_vp2p_processors
 from vp2p.checks import parse_weights  # noqa: F401  (the word weights of the panels and CLI)
 from vp2p.controllers import (AttentionEdit, AttentionStore, LocalBlend, cross_replace_alpha, Refinement,
                               Replacement, Reweighting)
 from vp2p.ddim import DDIMSchedule
+from vp2p.inversion import Inversion
 from vp2p.sampling import sample
 
 
@@ -62,12 +64,39 @@ def parse_eq_params(eq_params) -> dict[str, float]:
     return dict(eq_params)
 
 
+def controller_option_names() -> set[str]:
+    """The options ``make_controller`` takes by name: its own and the ``AttentionStore``'s it passes on."""
+    return ({*inspect.signature(make_controller).parameters, *inspect.signature(AttentionStore).parameters}
+            - {"pipe", "prompts", "num_steps", "store_options"})
+
+
+def check_controller_options(pipe, prompts: list[str], options: dict) -> None:
+    """What ``make_controller`` is given, checked where it is entered (the API, the workflow, the panels): option
+    names (a misspelling named, with the known ones), the windows and the threshold, the prompts (on the toy
+    model, only words it knows)."""
+    checks.check_option_names(options, controller_option_names(), "controller option")
+    for name in ("cross_replace_steps", "self_replace_steps", "threshold", "blend_start", "self_attention"):
+        if name in options:
+            checks.check_setting(name, options[name])
+    checks.check_model_prompts(pipe, prompt_roles(prompts))
+
+
+def prompt_roles(prompts: list[str]) -> dict[str, str]:
+    """{"source prompt": ..., "target prompt": ...} for messages (targets numbered when there are several)."""
+    targets = prompts[1:]
+    numbered = {f"target prompt {i}" if len(targets) > 1 else "target prompt": p for i, p in enumerate(targets, 1)}
+    return {"source prompt": prompts[0], **numbered}
+
+
 def make_controller(pipe, prompts, num_steps: int = 50, is_word_swap: bool = True, cross_replace_steps=0.2,
                     self_replace_steps=0.5, blend_words=None, eq_params=None, threshold: float = 0.3,
                     blend_start: float = 0.2, self_attention: str = "temporal", **store_options) -> AttentionEdit:
     """The official configs' controller: Replace (word swap) or Refine, optionally wrapped in Reweight, with an
     optional LocalBlend over ``blend_words`` (one word or list of words per prompt)."""
     prompts = check_prompts(prompts)
+    check_controller_options(pipe, prompts, dict(
+        cross_replace_steps=cross_replace_steps, self_replace_steps=self_replace_steps, threshold=threshold,
+        blend_start=blend_start, self_attention=self_attention, **store_options))
     tok, max_len = pipe.tokenizer, pipe.max_tokens
     pipe.tokenize(prompts)  # raises if a prompt is too long
     alpha = cross_replace_alpha(prompts, num_steps, cross_replace_steps, tok, max_len)
@@ -136,6 +165,15 @@ def edit(pipe, inversion, prompts, controller: AttentionStore | None = None, gui
     ``decoupled=False`` gives the target branches the source's null embeddings too (the paper's ablation).
     """
     prompts = check_prompts(prompts)
+    if not isinstance(inversion, Inversion):
+        got = f"{type(inversion).__name__} {getattr(inversion, 'dtype', '')} {getattr(inversion, 'shape', '')}"
+        raise TypeError(f"edit(pipe, inversion, prompts) takes the Inversion that vp2p.invert returns, got "
+                        f"{' '.join(got.split())}; invert the frames first: inv = vp2p.invert(pipe, frames, "
+                        "source_prompt), then vp2p.edit(pipe, inv, [source_prompt, target_prompt])")
+    if guidance_scale is not None:
+        checks.check_setting("guidance_scale", guidance_scale)
+    if controller is not None:  # make_controller checks the prompts of one it builds
+        checks.check_model_prompts(pipe, prompt_roles(prompts))
     require_vp2p_processors(pipe.unet)
     inversion.check_weights(pipe.unet)
     if prompts[0] != inversion.prompt:

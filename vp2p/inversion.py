@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
@@ -39,6 +40,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
+from vp2p import checks
 from vp2p.attention import require_vp2p_processors
 from vp2p.checks import INVERSION_METHODS
 from vp2p.ddim import DDIMSchedule, ddim_inverse_step, ddim_step, guide
@@ -69,6 +71,7 @@ class Inversion:
     key: str = ""  # hash of the inputs, for caching
     weights: str = ""  # vp2p.inflation.weights_fingerprint of the UNet it was made with ("": not recorded)
     source_embedding: torch.Tensor | None = None  # (1, tokens, dim) float32: the source prompt's text embedding
+    warning: str = ""  # on the toy model: the clip is one it cannot represent (``reconstruction_warning``)
 
     @property
     def z_T(self) -> torch.Tensor:
@@ -97,7 +100,7 @@ class Inversion:
         return 0 if not self.method.startswith("null-text") else self.null_embeddings.numel()
 
     def save(self, path, overwrite: bool = False) -> Path:
-        path = Path(path)
+        path = checks.check_file_target(path, "inversion", "inversion.safetensors")
         refuse_overwrite(path, overwrite)
         tensors = {"trajectory": self.trajectory, "null_embeddings": self.null_embeddings,
                    "frames": torch.from_numpy(self.frames)}
@@ -206,23 +209,38 @@ def null_text_optimization(unet, trajectory, cond, uncond, schedule, num_frames,
     return NullText(torch.stack(embeddings), losses, iterations, torch.stack(path))
 
 
-def invert(pipe, frames: np.ndarray, prompt: str, method: str = "null-text", num_steps: int = 50,
-           guidance_scale: float = 7.5, inner_steps: int = 10, lr: float = 1e-2, early_stop: float = 1e-5,
-           reconstruct: bool = True, cache: str | Path | None = None, progress: bool = True) -> Inversion:
-    """Invert ``frames`` (uint8 (F, H, W, 3)) with the source ``prompt`` on ``pipe``'s (inflated, tuned) UNet."""
-    if method not in METHODS:
-        raise ValueError(f"method={method!r}; choose one of {METHODS}")
-    if not isinstance(inner_steps, int) or inner_steps < 1:
-        raise ValueError(f"inner_steps={inner_steps!r}: null-text needs at least 1 Adam step per DDIM step "
-                         "(official: 10)")
+def invert(pipe, frames: np.ndarray, prompt: str, method: str = "null-text", num_steps: int | None = None,
+           guidance_scale: float | None = None, inner_steps: int | None = None, lr: float | None = None,
+           early_stop: float = 1e-5, reconstruct: bool = True, cache: str | Path | None = None,
+           progress: bool = True) -> Inversion:
+    """Invert ``frames`` (uint8 (F, H, W, 3)) with the source ``prompt`` on ``pipe``'s (inflated, tuned) UNet.
+
+    ``num_steps``, ``guidance_scale``, ``inner_steps`` and ``lr`` left None follow the model
+    (``vp2p.workflow.settings_for``: the official 50 steps × 10 Adam steps of 1e-2 at guidance 7.5 on Stable
+    Diffusion, the toy's 25 × 2 of 8e-2 on the toy model). On the toy model, a reconstruction far below what it
+    achieves on its own world is warned about (``Inversion.warning``)."""
+    from vp2p.workflow import settings_for  # here: vp2p.workflow imports this module
+
+    defaults = settings_for(pipe)
+    num_steps = defaults.num_steps if num_steps is None else num_steps
+    guidance_scale = defaults.guidance_scale if guidance_scale is None else guidance_scale
+    inner_steps = defaults.inner_steps if inner_steps is None else inner_steps
+    lr = defaults.null_text_lr if lr is None else lr
+    for name, value, label in (("method", method, None), ("num_steps", num_steps, None),
+                               ("guidance_scale", guidance_scale, None), ("inner_steps", inner_steps, None),
+                               ("null_text_lr", lr, "lr")):
+        checks.check_setting(name, value, label)
+    checks.check_model_prompts(pipe, {"source prompt": prompt})
     require_vp2p_processors(pipe.unet)
     pipe.check_frames(frames)
+    pipe.tokenize([prompt])  # a prompt too long for the text encoder
     settings = dict(method=method, num_steps=num_steps, guidance_scale=guidance_scale, inner_steps=inner_steps,
                     lr=lr, early_stop=early_stop, reconstruct=reconstruct)
     key = inversion_key(pipe, frames, prompt, **settings)
     if cache is not None and Path(cache).exists():
         cached = Inversion.load(cache)
         if cached.key == key:
+            cached.warning = reconstruction_warning(pipe, cached)
             return cached
         raise FileExistsError(f"{cache} holds an inversion of other inputs (video, prompt, model or settings); "
                               "delete it or pass another cache path")
@@ -251,9 +269,23 @@ def invert(pipe, frames: np.ndarray, prompt: str, method: str = "null-text", num
     elif reconstruct:
         add_reconstruction(pipe, result, cond, schedule, progress)
     result.seconds = time.perf_counter() - start
-    if cache is not None:  # another process may have saved the same inversion meanwhile: same inputs, same file
+    result.warning = reconstruction_warning(pipe, result)
+    if result.warning:
+        warnings.warn(result.warning, stacklevel=2)
+    if cache is not None:
+        # another process may have saved the same inversion meanwhile: same inputs, same file
         result.save(cache, overwrite=True)
     return result
+
+
+def reconstruction_warning(pipe, inversion: Inversion) -> str:
+    """On the toy model, a warning when the reconstruction is far below what it achieves on its own world (the
+    clip is not one it can draw); else ""."""
+    from vp2p.io.loading import is_toy
+
+    if inversion.frame_psnr is None or not is_toy(pipe):
+        return ""
+    return checks.toy_reconstruction_warning(float(np.mean(inversion.frame_psnr))) or ""
 
 
 def add_reconstruction(pipe, inv: Inversion, cond, schedule, progress=True):

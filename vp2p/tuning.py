@@ -23,6 +23,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
+from vp2p import checks
 from vp2p.inflation import inflation_options, trainable_parameters
 from vp2p.precision import autocast, grad_scaler, gradient_checkpointing, master_weights
 from vp2p.sampling import unet_output
@@ -59,18 +60,27 @@ def training_target(scheduler, latents, noise, timesteps):
     return noise
 
 
-def tune(pipe, frames: np.ndarray, prompt: str, steps: int = 500, lr: float = 3e-5, seed: int = 0,
+def tune(pipe, frames: np.ndarray, prompt: str, steps: int | None = None, lr: float | None = None, seed: int = 0,
          checkpointing: bool | None = None, latents: str = "sample", max_grad_norm: float | None = 1.0,
          progress: bool = True) -> TuneResult:
     """Fine-tune ``pipe.unet`` (inflated) in place on ``frames`` (uint8 (F, H, W, 3)) with ``prompt``.
 
+    ``steps`` and ``lr`` left None follow the model (``vp2p.workflow.settings_for``: the official 500 steps of
+    3e-5 on Stable Diffusion, the toy's 50 of 3e-4 on the toy model).
     ``latents``: "sample" (official: a fresh draw from the VAE posterior every step) or "mean";
     ``max_grad_norm``: gradient clipping (official 1.0; None turns it off); ``checkpointing``: default on CUDA.
     """
-    if not isinstance(steps, int) or steps < 1:
+    from vp2p.workflow import settings_for  # here: vp2p.workflow imports this module
+
+    defaults = settings_for(pipe)
+    steps = defaults.tune_steps if steps is None else steps
+    lr = defaults.tune_lr if lr is None else lr
+    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
         raise ValueError(f"steps={steps!r}: tuning needs a whole number of steps, at least 1 (the paper uses 500)")
-    if latents not in LATENTS:
-        raise ValueError(f"latents={latents!r}; choose 'sample' (official) or 'mean'")
+    checks.check_setting("tune_lr", lr, "lr")
+    checks.check_setting("tune_latents", latents, "latents")
+    checks.check_model_prompts(pipe, {"source prompt": prompt})
+    pipe.tokenize([prompt])  # a prompt too long for the text encoder
     start = time.perf_counter()
     unet, device = pipe.unet, pipe.device
     params = trainable_parameters(unet)
@@ -110,7 +120,7 @@ def tune(pipe, frames: np.ndarray, prompt: str, steps: int = 500, lr: float = 3e
 def save_tuned(unet, path, overwrite: bool = False, metadata: dict[str, str] | None = None) -> Path:
     """Save only the tuned parameters (a few % of the UNet) as safetensors, with the inflation options and
     ``metadata`` (text; ``vp2p.workflow`` keeps what the weights were tuned on there, in the same file)."""
-    path = Path(path)
+    path = checks.check_file_target(path, "tuned weights", "tuned.safetensors")
     refuse_overwrite(path, overwrite)
     return save_tensors(path, trainable_parameters(unet), metadata={**(metadata or {}), **inflation_options(unet)})
 

@@ -11,17 +11,17 @@ edit names, and on the toy model the words it knows.
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import json
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from vp2p import checks
-from vp2p.controllers import AttentionStore
-from vp2p.editing import EditResult, check_prompts, edit, make_controller, parse_eq_params
+from vp2p.editing import (EditResult, check_prompts, controller_option_names, edit, make_controller,
+                          parse_eq_params, prompt_roles)
 from vp2p.inflation import inflate_unet, inflation_options, is_inflated, restore_base_weights, trainable_parameters
 from vp2p.inversion import Inversion, invert, inversion_key
 from vp2p.io.loading import is_toy
@@ -90,11 +90,7 @@ def controller_options(settings: Settings, options: dict) -> dict:
             if ours in options:
                 raise ValueError(f"pass {ours} or {official} (its name in the official configs), not both")
             options[ours] = options.pop(official)
-    known = ({*inspect.signature(make_controller).parameters, *inspect.signature(AttentionStore).parameters}
-             - {"pipe", "prompts", "num_steps", "store_options"})
-    unknown = sorted(set(options) - known)
-    if unknown:
-        raise ValueError(f"unknown controller options {unknown}; the known ones are {sorted(known)}")
+    checks.check_option_names(options, controller_option_names(), "controller option")
     return {**{name: getattr(settings, name) for name in CONTROLLER_SETTINGS}, **options}
 
 
@@ -108,21 +104,7 @@ def check(pipe, prompts, settings: Settings, **options) -> dict:
     return options
 
 
-def prompt_roles(prompts: list[str]) -> dict[str, str]:
-    """{"source prompt": ..., "target prompt": ...} for messages (targets numbered when there are several)."""
-    targets = prompts[1:]
-    numbered = {f"target prompt {i}" if len(targets) > 1 else "target prompt": p for i, p in enumerate(targets, 1)}
-    return {"source prompt": prompts[0], **numbered}
-
-
-def check_prompt_words(pipe, roles: dict[str, str]) -> None:
-    """Each prompt (role -> prompt) is a text; on the toy model, of words it knows."""
-    for role, prompt in roles.items():
-        checks.check_prompt(prompt, role)
-    if is_toy(pipe):
-        from vp2p.toy.settings import check_toy_words
-
-        check_toy_words(roles)
+check_prompt_words = checks.check_model_prompts  # each prompt a text; on the toy model, of words it knows
 
 
 def checked_options(pipe, prompts, settings: Settings, options: dict) -> dict:
@@ -154,16 +136,24 @@ class Run:
         return self.inversion.weights
 
 
-def prepare(pipe, frames: np.ndarray, source: str, settings: Settings, work_dir=None, progress=True) -> Run:
-    """Inflate, tune and invert (each cached under ``work_dir`` when given); returns a Run without edits."""
+def prepare(pipe, frames: np.ndarray, source: str, settings: Settings, work_dir=None, progress=True,
+            on_stage=None) -> Run:
+    """Inflate, tune and invert (each cached under ``work_dir`` when given); returns a Run without edits.
+    ``on_stage(name)`` is told "tune", then "invert", as each stage starts (an app's progress line)."""
     checks.check_settings(settings)
     check_prompt_words(pipe, {"source prompt": source})
     pipe.check_frames(frames)
     pipe.tokenize([source])  # a prompt too long for the text encoder
+    toy_size = checks.toy_size_warning(frames.shape[1:3]) if is_toy(pipe) else None
+    if toy_size:
+        warnings.warn(toy_size, stacklevel=2)
+    on_stage = on_stage or (lambda name: None)
     start = time.perf_counter()
+    on_stage("tune")
     tuning = tune_stage(pipe, frames, source, settings, work_dir, progress)
     seconds = {"tune": time.perf_counter() - start}
     start = time.perf_counter()
+    on_stage("invert")
     inversion = invert_stage(pipe, frames, source, settings, work_dir, progress)
     seconds["invert"] = time.perf_counter() - start
     return Run(tuning, inversion, seconds=seconds)

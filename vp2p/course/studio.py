@@ -11,7 +11,12 @@ missing from its prompt, a clip that cannot be read…) land in the status line,
 
 Tests and scripts drive it as the browser does: set a control's value, then ``select(...)``, ``prepare()`` or
 ``edit()``. In the page, the videos are ``<img class="vp2p-video" data-role="input|reconstruction|edit">`` strips
-of lossless PNG frames side by side (``data-frames`` of them), so a browser test can read the pixels back.
+of lossless PNG frames side by side (``data-frames`` of them), so a browser test can read the pixels back, each
+beside a looping GIF of the clip (``img.vp2p-gif``) enlarged by nearest neighbour.
+
+Made to be projected (1366×768): the controls on the left, the videos and the attention (tabs) on the right, text
+of at least 14 px, the prose of the notebook folded away; the first clip's preparation shows its stages in the
+status line (under Voilà it runs in a background thread: Voilà shows nothing of a page while its cells run).
 """
 
 from __future__ import annotations
@@ -21,21 +26,24 @@ import html
 import io
 import os
 import re
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import ipywidgets as widgets
+import matplotlib.pyplot as plt
 import numpy as np
 from PIL import Image
 
 from vp2p import course
 from vp2p.inspect.recorder import recorded_edit
-from vp2p.toy import world
+from vp2p.toy import evaluator, world
 from vp2p.course.widgets import AttentionDebugWidget, edit_controls, edit_options, error_html
 from vp2p.workflow import prepare
 
 WORK_ENV = "VP2P_STUDIO_WORK"  # a folder holding one work folder per clip (tests point it at a prepared cache)
 UPLOAD = "your own clip (upload it below)"
+VOILA_VARIABLE = "VOILA_KERNEL_ID"  # set by Voilà in the kernels it starts
 SHOWN_SIZE = 192  # frames larger than this are shown downscaled (an SD clip: 8 frames of 512² in one strip)
 
 # The toy clips on offer: the course's clip first (notebooks 02–06 may have prepared it already).
@@ -97,31 +105,75 @@ def shown_frames(frames: np.ndarray, size: int = SHOWN_SIZE) -> np.ndarray:
     return np.stack([np.asarray(Image.fromarray(f).resize(shape, Image.LANCZOS)) for f in frames])
 
 
+ENLARGED = 128  # a toy clip's 64-px frames play at least this large, by nearest neighbour (crisp pixels)
+
+
+def enlarged(frames: np.ndarray, size: int = ENLARGED) -> np.ndarray:
+    """The frames repeated by a whole factor (nearest neighbour) until they are at least ``size`` pixels high."""
+    factor = max(1, -(-size // frames.shape[1]))
+    return frames.repeat(factor, axis=1).repeat(factor, axis=2) if factor > 1 else frames
+
+
+def gif_data_url(frames: np.ndarray, fps: float = 8.0) -> str:
+    """An animated, looping GIF of the frames (playable anywhere an image shows)."""
+    buffer = io.BytesIO()
+    images = [Image.fromarray(f) for f in frames]
+    images[0].save(buffer, format="GIF", save_all=True, append_images=images[1:], duration=round(1000 / fps),
+                   loop=0, disposal=2)
+    return "data:image/gif;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
 def video_html(frames: np.ndarray, role: str, caption: str, prompt: str = "") -> str:
-    """One labelled row: the frames side by side in one PNG ``<img>`` (``data-role``, ``data-frames``,
-    ``data-prompt`` say what it shows)."""
+    """One labelled row: the clip playing (a looping GIF, enlarged by nearest neighbour) beside its frames side
+    by side in one lossless PNG ``<img class="vp2p-video">`` (``data-role``, ``data-frames``, ``data-prompt`` say
+    what it shows); both drawn with crisp pixels when the page enlarges them."""
     shown = shown_frames(frames)
     strip = np.concatenate(list(shown), axis=1)
-    return (f"<div style='margin:6px 0'><div style='font-size:12px;color:#444'>{html.escape(caption)}</div>"
+    crisp = "image-rendering:pixelated;image-rendering:crisp-edges"
+    return (f"<div class='vp2p-row'><div class='vp2p-caption'>{html.escape(caption)}</div>"
+            "<div style='display:flex;gap:8px;align-items:flex-start'>"
+            f"<img class='vp2p-gif' data-role='{role}' src='{gif_data_url(enlarged(shown))}' "
+            f"style='{crisp}'>"
             f"<img class='vp2p-video' data-role='{role}' data-frames='{len(frames)}' "
             f"data-prompt='{html.escape(prompt, quote=True)}' src='{png_data_url(strip)}' "
-            "style='width:100%;image-rendering:pixelated'></div>")
+            f"style='flex:1;min-width:0;width:100%;{crisp}'></div></div>")
 
 
-def reading_text(frames: np.ndarray) -> str:
-    """What the toy evaluator reads in a video, e.g. 'blue circle on the grass'."""
-    from vp2p.toy import evaluator
+# Projector-sized text (at least 14 px) for the whole app; ipywidgets' own default is 13 px.
+STYLE = """<style>
+.vp2p-studio {font-size: 15px; --jp-widgets-font-size: 15px; --jp-ui-font-size1: 15px;
+              --jp-content-font-size1: 15px; --jp-widgets-inline-height: 30px}
+.vp2p-studio .widget-label, .vp2p-studio input, .vp2p-studio button, .vp2p-studio select,
+.vp2p-studio .widget-html-content, .vp2p-studio .lm-TabBar-tabLabel, .vp2p-studio .jupyter-button,
+.vp2p-studio .widget-readout {font-size: 15px}
+.vp2p-caption {font-size: 14px; color: #333; margin: 2px 0}
+.vp2p-row {margin: 0 0 4px}
+.vp2p-studio .widget-tab-contents, .vp2p-studio .lm-TabPanel-stackedPanel {padding: 6px 8px}
+</style>"""
+PROJECTOR_RC = {"font.size": 15, "axes.titlesize": 15, "axes.labelsize": 15, "xtick.labelsize": 14,
+                "ytick.labelsize": 14, "legend.fontsize": 14, "figure.titlesize": 16}
+TYPED = ("target", "blend_source", "blend_target", "weights")  # the text fields of an edit
+STAGES = {"tune": "1/2 tuning the model on the clip", "invert": "2/2 inverting the clip"}
 
-    reading = evaluator.read_video(frames)
-    thing = " ".join(w for w in (reading.color, reading.attribute, reading.shape) if w) or "no object"
-    return f"{thing} on the {reading.background}{' at night' if reading.night else ''}"
+
+class StudioAttention(AttentionDebugWidget):
+    """The attention panel with projector-sized text in its figure."""
+
+    def update(self):
+        with plt.rc_context(PROJECTOR_RC):
+            return super().update()
 
 
 class Studio:
-    """The app: clip picker and upload, prompts and edit knobs, input / reconstruction / edit, attention panel.
+    """The app: clip picker and upload, prompts and edit knobs on the left; input / reconstruction / edit and the
+    attention panel (two tabs) on the right — one screen at 1366×768.
 
     ``settings`` default to the course's (``course.settings(pipe)``: 25 DDIM steps on the toy model); ``root``
     is the cache of prepared clips (``work_root``); ``scenes`` the toy clips on offer (caption → scene).
+
+    Every action runs through ``_guarded``: its error, whatever it is, becomes the status line. The work itself
+    runs in ``_logged``, which raises the error *outside* the ``Output`` widget that shows the progress bars —
+    inside IPython, ``Output.__exit__`` prints an exception as a traceback and swallows it.
     """
 
     def __init__(self, pipe, settings=None, root=None, scenes=None, progress: bool = True):
@@ -139,22 +191,33 @@ class Studio:
         self.attention_box = widgets.VBox([widgets.HTML("<i>the attention of the last edit appears here</i>")])
         self.controls = self._controls()
         self._app = None
+        self._first: threading.Thread | None = None
 
     # -- widgets
     def _controls(self) -> dict[str, widgets.Widget]:
         c = {"clip": widgets.Dropdown(options=list(self.scenes) + [UPLOAD], value=None, description="clip",
-                                      layout=widgets.Layout(width="60%"))}
+                                      layout=widgets.Layout(width="70%"), style={"description_width": "110px"})}
         c["upload"] = widgets.FileUpload(accept=".mp4,.gif,.webm,.mov,.avi,.mkv", multiple=False,
                                          description="upload a clip")
         c["prepare"] = widgets.Button(description="Prepare clip", icon="cogs",
                                       tooltip="tune and invert the clip (once; cached)")
         c.update(edit_controls(self.settings, "", ""))
+        for control in c.values():  # a narrower label column: the controls share the screen with the videos
+            if "description_width" in getattr(control.style, "keys", []):
+                control.style.description_width = "110px"
         c["source"].disabled = False
         c["source"].description = "source prompt"
         c["source"].placeholder = "describe the clip, e.g. a rabbit is jumping on the grass"
+        c["blend_source"].description, c["blend_target"].description = "blend (source)", "blend (target)"
         c["target"].add_class("vp2p-target")
+        c["blend_target"].add_class("vp2p-blend-target")
         c["run"].add_class("vp2p-edit")
         c["run"].disabled = True
+        for name in TYPED:
+            # one update when the field is left (Tab, Enter, a click elsewhere), not one per key: a click on Edit
+            # right after typing then meets the whole word in the kernel, not its first letters
+            c[name].continuous_update = False
+            c[name].observe(self._on_typed, names="value")
         c["clip"].observe(self._on_clip, names="value")
         c["upload"].observe(self._on_upload, names="value")
         c["prepare"].on_click(lambda _: self._guarded(self.prepare))
@@ -162,7 +225,8 @@ class Studio:
         return c
 
     def app(self) -> widgets.Widget:
-        """The whole screen as one widget: settings and videos on the left, attention on the right."""
+        """The whole screen as one widget: the controls and status on the left, the videos and the attention of
+        the last edit (tabs) on the right."""
         if self._app is None:
             c = self.controls
             more = widgets.Accordion([widgets.VBox([c["cross_replace_steps"], c["self_replace_steps"],
@@ -171,24 +235,39 @@ class Studio:
             left = widgets.VBox([
                 widgets.HBox([c["clip"], c["prepare"]]), c["upload"], c["source"], c["target"], c["mode"],
                 c["blend_source"], c["blend_target"], c["weights"], more, c["run"], self.status, self.log,
-                self.videos,
-            ], layout=widgets.Layout(width="50%", padding="0 12px 0 0"))
-            right = widgets.VBox([widgets.HTML("<b>attention of the last edit</b>"), self.attention_box],
-                                 layout=widgets.Layout(width="50%"))
-            self._app = widgets.HBox([left, right], layout=widgets.Layout(width="100%")).add_class("vp2p-studio")
+            ], layout=widgets.Layout(width="38%", padding="0 12px 0 0"))
+            self.tabs = widgets.Tab([self.videos, self.attention_box], titles=("videos", "attention"),
+                                    layout=widgets.Layout(width="62%"))
+            self._app = widgets.VBox([widgets.HTML(STYLE), widgets.HBox([left, self.tabs])],
+                                     layout=widgets.Layout(width="100%")).add_class("vp2p-studio")
         return self._app
 
-    def show(self):
-        """Display the app and prepare the first clip (progress bars in the app; instant when cached)."""
+    def show(self, wait: bool | None = None):
+        """Display the app and prepare the first clip (instant when cached). ``wait=False``: in a background
+        thread, the default when Voilà serves the app — Voilà shows nothing of a page until its cells have run, so
+        a first preparation inside the cell was a blank spinner for half a minute; now the app is there at once
+        and its status line follows the preparation. ``wait=True`` (the default elsewhere: Jupyter and Colab show
+        the progress bars as the cell runs): before returning."""
         from IPython.display import display
 
         display(self.app())
         if self.clip is None:
-            self.controls["clip"].value = next(iter(self.scenes))  # its observer prepares it
+            first = next(iter(self.scenes))
+            if wait if wait is not None else not os.environ.get(VOILA_VARIABLE):
+                self.controls["clip"].value = first  # its observer prepares it
+            else:
+                self._first = threading.Thread(target=setattr, args=(self.controls["clip"], "value", first),
+                                               daemon=True)
+                self._first.start()
+
+    def wait(self, timeout: float | None = None):
+        """Wait for the first clip's preparation that ``show()`` started."""
+        if self._first is not None:
+            self._first.join(timeout)
 
     # -- actions (each also a button or a control's callback)
     def _guarded(self, action, *args):
-        """Run ``action`` from a callback: buttons off while it runs, any error to the status line."""
+        """Run ``action`` from a callback: buttons off while it runs, any error to the status line as one line."""
         buttons = [self.controls["prepare"], self.controls["run"]]
         for button in buttons:
             button.disabled = True
@@ -196,27 +275,61 @@ class Studio:
         try:
             action(*args)
         except Exception as error:  # an app shows every error in its status line, never a traceback
-            self.status.value = error_html(error if isinstance(error, ValueError) else
-                                           RuntimeError(f"{type(error).__name__}: {error}"))
+            self.status.value = error_html(error)
         finally:
             buttons[0].disabled = False
             buttons[1].disabled = self.run is None  # Edit needs a prepared clip
+
+    def _logged(self, work, **kwargs):
+        """``work(**kwargs)`` with its progress bars in ``self.log`` (cleared afterwards: they were for the wait).
+        Its error is raised here, after the ``with`` block: inside it, IPython would swallow it."""
+        failure, result = None, None
+        with self.log:
+            try:
+                result = work(**kwargs)
+            except Exception as error:
+                failure = error
+        self.log.clear_output()
+        if failure is not None:
+            raise failure
+        return result
+
+    def _bars(self) -> bool:
+        """Progress bars only from the kernel's main thread (a background thread's bars land in no cell)."""
+        return self.progress and threading.current_thread() is threading.main_thread()
+
+    def _forget_run(self):
+        """No prepared run: Edit off, the input alone on screen, no attention of an old edit."""
+        self.run, self.last_edit, self.attention = None, None, None
+        self.controls["run"].disabled = True
+        self.videos.value = (video_html(self.clip.frames, "input", "input") if self.clip is not None
+                             else "<i>pick a clip</i>")
+        self.attention_box.children = [widgets.HTML("<i>the attention of the last edit appears here</i>")]
 
     def _on_clip(self, change):
         name = change["new"]
         if name is None:
             return
-        if name == UPLOAD:
+        if name == UPLOAD:  # the previous clip is no longer the one on screen: nothing to edit until prepared
+            self.clip = None
+            self._forget_run()
+            self.videos.value = "<i>upload a clip (mp4, gif, webm, mov…) with the button on the left</i>"
             self.status.value = "upload a clip, describe it in the source prompt, then press <b>Prepare clip</b>"
             return
         if name in self.scenes:
             self._guarded(self.select, name)
 
+    def _on_typed(self, change):
+        """A field's new value, said in the status line once the kernel has it (and an old error cleared)."""
+        if self.run is not None:
+            self.status.value = (f"<i>{html.escape(change['owner'].description)}: "
+                                 f"'{html.escape(str(change['new']))}' — press Edit</i>")
+
     def _on_upload(self, change):
         files = change["new"]
         if files:
             item = files[0]
-            self._guarded(self.use_clip, uploaded_clip(self.pipe, item["name"], item["content"], self.root))
+            self._guarded(lambda: self.use_clip(uploaded_clip(self.pipe, item["name"], item["content"], self.root)))
 
     def select(self, name: str) -> Clip:
         """Choose a toy scene by caption and prepare it."""
@@ -230,39 +343,44 @@ class Studio:
 
     def use_clip(self, clip: Clip):
         """Make ``clip`` the current one (prompts filled in where known); ``prepare()`` tunes and inverts it."""
-        self.clip, self.run, self.last_edit = clip, None, None
+        self.clip = clip
+        self._forget_run()
         c = self.controls
-        c["run"].disabled = True  # until the clip is prepared
         c["source"].value = c["target"].value = clip.source
         if not clip.source:
             c["blend_source"].value = c["blend_target"].value = ""
-        self.videos.value = video_html(clip.frames, "input", "input")
         self.status.value = ("" if clip.source else
                              "describe your clip in the source prompt, then press <b>Prepare clip</b>")
 
+    def _stage(self, name: str, source: str):
+        steps = {"tune": f"{self.settings.tune_steps} steps", "invert": f"{self.settings.method}, "
+                 f"{self.settings.num_steps} DDIM steps"}[name]
+        self.status.value = (f"<i>preparing '{html.escape(source)}': {STAGES[name]} ({steps})… "
+                             "(once per clip: cached)</i>")
+
     def prepare(self):
         """Tune and invert the current clip with the source prompt (cached in its work folder), then show the
-        input and the reconstruction."""
+        input and the reconstruction. Whatever happens, the previous run is gone first: a failed prepare leaves
+        nothing to edit."""
         if self.clip is None:
             raise ValueError("pick a clip (or upload one) first")
+        self._forget_run()
         source = self.controls["source"].value.strip()
         if not source:
             raise ValueError("describe the clip in the source prompt first (e.g. 'a rabbit is jumping on the grass')")
-        try:
-            with self.log:
-                self.run = prepare(self.pipe, self.clip.frames, source, self.settings, work_dir=self.clip.work_dir,
-                                   progress=self.progress)
-        finally:
-            self.log.clear_output()  # the bars were for the wait; finished, they would only take room
-        self.last_edit = None
+        run = self._logged(prepare, pipe=self.pipe, frames=self.clip.frames, source=source, settings=self.settings,
+                           work_dir=self.clip.work_dir, progress=self._bars(),
+                           on_stage=lambda name: self._stage(name, source))
+        self.run = run
         self.controls["run"].disabled = False
-        psnr = np.mean(self.run.inversion.frame_psnr)
+        psnr = np.mean(run.inversion.frame_psnr)
         self.videos.value = (video_html(self.clip.frames, "input", "input")
-                             + video_html(self.run.inversion.reconstruction, "reconstruction",
+                             + video_html(run.inversion.reconstruction, "reconstruction",
                                           f"reconstruction (inverted with '{source}', {psnr:.1f} dB)")
-                             + "<div style='font-size:12px;color:#444'><i>edit: type a target prompt and press "
-                               "Edit</i></div>")
-        self.status.value = f"ready: '{source}' — tuned and inverted (cached in {self.clip.work_dir})"
+                             + "<div class='vp2p-caption'><i>edit: type a target prompt and press Edit</i></div>")
+        warning = run.inversion.warning
+        self.status.value = (f"ready: '{html.escape(source)}' — tuned and inverted ({psnr:.1f} dB)"
+                             + (f"<br><b style='color:#a15c00'>{html.escape(warning)}</b>" if warning else ""))
 
     def edit(self):
         """Edit the prepared clip with the controls' values; show the edit and its attention."""
@@ -275,12 +393,8 @@ class Studio:
         if not target:
             raise ValueError("type a target prompt (e.g. the source prompt with one word changed)")
         options = edit_options(self.controls)
-        try:
-            with self.log:
-                result = recorded_edit(self.pipe, self.run, [source, target], self.settings,
-                                       progress=self.progress, **options)
-        finally:
-            self.log.clear_output()
+        result = self._logged(recorded_edit, pipe=self.pipe, run=self.run, prompts=[source, target],
+                              settings=self.settings, progress=self._bars(), **options)
         self.last_edit = result
         self._show_edit(result)
         return result
@@ -288,11 +402,11 @@ class Studio:
     def _show_edit(self, result):
         caption = f"edit → '{result.prompts[1]}' ({result.seconds:.1f} s)"
         if self.clip is not None and self.clip.scene is not None:
-            caption += f" — the toy evaluator reads: {reading_text(result.edited)}"
+            caption += f" — the toy evaluator reads: {evaluator.reading_text(result.edited)}"
         self.videos.value = (video_html(self.clip.frames, "input", "input")
                              + video_html(self.run.inversion.reconstruction, "reconstruction", "reconstruction")
                              + video_html(result.edited, "edit", caption, prompt=result.prompts[1]))
-        self.attention = AttentionDebugWidget(result, self.pipe.tokenizer)
+        self.attention = StudioAttention(result, self.pipe.tokenizer)
         self.attention_box.children = [self.attention.app()]
         self.status.value = f"edited in {result.seconds:.1f} s"
 

@@ -71,12 +71,13 @@ class FigurePanel:
         return fig
 
     def _safe_update(self, *_):
-        """Callback of buttons and sliders: errors (a word missing from a prompt…) go to the status line."""
+        """Callback of buttons and sliders: every error (a word missing from a prompt, and any other) ends the
+        "running…" line as one line of its own — a callback's exception would otherwise be lost in a log."""
         self.status.value = "<i>running…</i>"
         try:
             self.update()
             self.status.value = ""
-        except ValueError as error:
+        except Exception as error:  # noqa: BLE001 — shown, not raised: nobody would see it raised
             self.status.value = error_html(error)
 
     def box(self) -> widgets.VBox:
@@ -102,9 +103,17 @@ class FigurePanel:
         return widgets.VBox([self.box(), self.image])
 
 
+def error_text(error: Exception) -> str:
+    """An error as one line: vp2p's messages about what it was given (ValueError and its kin) as they are, they say
+    what to do; any other error with its type, which says where it came from."""
+    text = " ".join(str(error).split()) or "(no message)"
+    told = isinstance(error, (ValueError, TypeError, FileNotFoundError, FileExistsError, PermissionError))
+    return text if told else f"{type(error).__name__}: {text}"
+
+
 def error_html(error: Exception) -> str:
-    """An error as the red status line of a panel (the message says what to do; no traceback)."""
-    return f"<b style='color:#b00020'>{html.escape(str(error))}</b>"
+    """An error as the red status line of a panel (one line, the message says what to do; no traceback)."""
+    return f"<b style='color:#b00020'>{html.escape(error_text(error))}</b>"
 
 
 def edit_controls(settings: Settings, source: str, target: str, blend_words=None, is_word_swap=True,

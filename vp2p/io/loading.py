@@ -62,7 +62,78 @@ def resolve_model(model: str | os.PathLike) -> str:
     if not is_hub_id(text):
         raise FileNotFoundError(f"model folder {model} does not exist; pass 'toy', a local folder or a hub id "
                                 f"such as {SD15}")
+    check_hub_reachable(text)
     return str(model)  # a hub id: from_pretrained downloads it
+
+
+def hub_cached(model_id: str) -> bool:
+    """Whether the local Hugging Face cache holds ``model_id``'s pipeline description (a quick file lookup)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    return isinstance(try_to_load_from_cache(model_id, "model_index.json"), str)
+
+
+def hub_online(seconds: float = 3.0) -> bool:
+    """Whether the hub's host answers a TCP connection within ``seconds`` (name lookup included, in a thread: a
+    lookup without a network can hang far longer than any socket timeout)."""
+    import socket
+    import threading
+    from urllib.parse import urlsplit
+
+    from huggingface_hub import constants
+
+    url = urlsplit(constants.ENDPOINT)
+    answer = []
+
+    def connect():
+        try:
+            socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)),
+                                     timeout=seconds).close()
+            answer.append(True)
+        except OSError:
+            pass
+
+    probe = threading.Thread(target=connect, daemon=True)
+    probe.start()
+    probe.join(seconds)
+    return bool(answer)
+
+
+def check_hub_reachable(model_id: str) -> None:
+    """A hub id not in the local cache needs the hub: when offline (HF_HUB_OFFLINE=1, or no answer within a few
+    seconds), say so at once instead of after the hub client's half-minute of retries."""
+    from huggingface_hub import constants
+
+    if hub_cached(model_id):
+        return
+    offline = constants.HF_HUB_OFFLINE
+    if offline or not hub_online():
+        why = "HF_HUB_OFFLINE is set" if offline else f"{constants.ENDPOINT} does not answer"
+        raise OSError(offline_message(model_id, why))
+
+
+def offline_message(model_id: str, why: str) -> str:
+    return (f"could not reach the Hugging Face hub to download {model_id} ({why}), and it is not in the local "
+            "cache; pass 'toy' or a local folder saved with save_pretrained, or connect to the internet (and unset "
+            "HF_HUB_OFFLINE) and run again")
+
+
+def weight_files(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.glob("*") if p.suffix in (".safetensors", ".bin"))
+
+
+@contextmanager
+def local_errors(path: Path, part: str):
+    """A part of a local folder that does not load (a damaged or cut-off weights file): one sentence naming the
+    file and the fix, instead of the loader's raw error."""
+    try:
+        yield
+    except (OSError, ValueError, RuntimeError) as error:
+        files = weight_files(path / part)
+        named = ", ".join(str(path / part / f) for f in files) or str(path / part)
+        raise OSError(f"the {part} of {path} cannot be loaded from {named}: the file is damaged or "
+                      f"incomplete (an interrupted download or copy?); copy {part}/ again from the model it came "
+                      "from, or save the model again with save_pretrained") from error
 
 
 def check_parts(path: Path) -> None:
@@ -99,9 +170,7 @@ def hub_errors(model: str):
             raise OSError(f"there is no model {model!r} on the Hugging Face hub; check the id (e.g. {SD15}), or "
                           "pass 'toy' or a local folder") from error
         if any(isinstance(c, LocalEntryNotFoundError) for c in causes):
-            raise OSError(f"could not reach the Hugging Face hub to download {model}, and it is not in the local "
-                          "cache (offline, or HF_HUB_OFFLINE=1); pass a local folder saved with save_pretrained, "
-                          "or connect to the internet and run again") from error
+            raise OSError(offline_message(model, "offline, or HF_HUB_OFFLINE=1")) from error
         raise
 
 
@@ -231,7 +300,10 @@ def load_pipeline(model: str | os.PathLike = TOY, device=None, dtype=None) -> Pi
     local = Path(source).exists()
 
     def load(cls, sub, **kw):
-        return cls.from_pretrained(source, subfolder=sub, **kw)
+        if not local:
+            return cls.from_pretrained(source, subfolder=sub, **kw)
+        with local_errors(Path(source), sub):
+            return cls.from_pretrained(source, subfolder=sub, **kw)
 
     # As the official Video-P2P pipeline, whatever the folder says: deterministic DDIM, no clipping, ᾱ_final = ᾱ_0,
     # and timesteps 981, 961, …, 1 for 50 steps (it forces steps_offset = 1 on diffusers 0.11's "leading" spacing).

@@ -200,24 +200,57 @@ def center_crop_resize(frame: np.ndarray, size: int | tuple[int, int]) -> np.nda
 # --------------------------------------------------------------------------- reading
 
 
-def _frame_files(folder: Path) -> list[Path]:
-    """List the files in ``folder`` that Pillow can open, naturally sorted.
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
-    Detection reads only each file's header, so extension lies (a PNG named
+
+def _frame_files(folder: Path) -> list[Path]:
+    """List the still images in ``folder``, naturally sorted: the frames.
+
+    Detection reads each file's header, so extension lies (a PNG named
     ``.jpg``, or no extension) don't matter, and ``notes.txt`` is skipped.
-    Hidden files (``.DS_Store``, ``._frame.jpg`` from macOS) are skipped too.
+    Hidden files (``.DS_Store``, ``._frame.jpg`` from macOS) are skipped, and
+    so are animations (a ``.gif`` of an earlier edit saved among the frames)
+    and videos: they are not frames. A file named like an image that Pillow
+    cannot open is a damaged frame: an error naming it, never a silent gap.
     """
     found = []
     for p in folder.iterdir():
-        if p.name.startswith(".") or not p.is_file():
+        if p.name.startswith(".") or not p.is_file() or p.suffix.lower() in VIDEO_SUFFIXES:
             continue
         try:
             with Image.open(p) as im:
+                if im.format == "GIF" or getattr(im, "n_frames", 1) > 1:
+                    continue
                 if im.size[0] > 0 and im.size[1] > 0:
                     found.append(p)
         except (OSError, ValueError):
+            if p.suffix.lower() in IMAGE_SUFFIXES:
+                raise ValueError(f"frame {p} cannot be read as an image (damaged or incomplete); replace it, or "
+                                 "remove it and renumber the frames, so that the motion does not jump") from None
             continue
     return sorted(found, key=lambda p: (natural_key(p.name), p.name))
+
+
+def _decode_frame(path: Path) -> np.ndarray:
+    try:
+        with Image.open(path) as im:
+            return _to_rgb(ImageOps.exif_transpose(im))  # phone photos
+    except (OSError, ValueError, SyntaxError) as error:
+        raise ValueError(f"frame {path} cannot be decoded ({error}); replace it, or remove it and renumber the "
+                         "frames, so that the motion does not jump") from None
+
+
+def _check_same_size(files: list[Path], frames: list[np.ndarray]) -> None:
+    """The frames of a folder are one clip: one size. Mixed sizes (frames from different exports) are refused,
+    naming each size and a file of it, rather than squashed into one size."""
+    by_size: dict[tuple[int, int], list[str]] = {}
+    for path, frame in zip(files, frames):
+        by_size.setdefault(frame.shape[:2], []).append(path.name)
+    if len(by_size) > 1:
+        sizes = "; ".join(f"{h}x{w} (H x W): {', '.join(names[:3])}{', …' if len(names) > 3 else ''}"
+                          for (h, w), names in by_size.items())
+        raise ValueError(f"the frames in {files[0].parent} have different sizes — {sizes}; a clip's frames must "
+                         "all have one size: export them again at one size, or keep only the frames of one clip")
 
 
 def _read_folder(folder: Path, indices: list[int], num_frames, start, stride) -> list[np.ndarray]:
@@ -230,10 +263,9 @@ def _read_folder(folder: Path, indices: list[int], num_frames, start, stride) ->
         )
     if indices[-1] >= len(files):
         raise _too_few(f"folder {folder}", len(files), num_frames, start, stride)
-    frames = []
-    for i in indices:
-        with Image.open(files[i]) as im:
-            frames.append(_to_rgb(ImageOps.exif_transpose(im)))  # phone photos
+    chosen = [files[i] for i in indices]
+    frames = [_decode_frame(path) for path in chosen]
+    _check_same_size(chosen, frames)
     return frames
 
 
@@ -402,6 +434,18 @@ def _as_uint8_video(frames) -> np.ndarray:
     )
 
 
+def _check_order(path, content, call: str, what: str) -> None:
+    """``path`` is a path: an array or dict there means the arguments were given the other way round."""
+    if not isinstance(path, (str, os.PathLike)):
+        got = type(path).__name__ + (f" of shape {path.shape}" if hasattr(path, "shape") else "")
+        swapped = isinstance(content, (str, os.PathLike))
+        raise TypeError(
+            f"{call} takes the path first, got a {got}"
+            + (f" there and the path {str(content)!r} second: swap them" if swapped else
+               f"; pass a file path, then the {what}")
+        )
+
+
 def _check_target(path: Path, overwrite: bool) -> str:
     """Validate suffix and the overwrite rule; return the lower-case suffix."""
     suffix = path.suffix.lower()
@@ -458,6 +502,7 @@ def write_video(
     hidden temporary file next to the target and renames it into place, so an
     encoding error leaves neither a broken file nor a clobbered old one.
     """
+    _check_order(path, frames, "write_video(path, frames)", "frames")
     path = Path(path).expanduser()
     suffix = _check_target(path, overwrite)
     frames = _as_uint8_video(frames)
@@ -499,6 +544,10 @@ def write_videos(
     All targets are checked before anything is written, so a refused overwrite
     does not leave a half-updated folder (some results new, some old).
     """
+    _check_order(folder, videos, "write_videos(folder, videos)", "videos {name: frames}")
+    if not isinstance(videos, dict):
+        raise TypeError(f"write_videos(folder, videos) takes a dict {{name: frames}}, got a {type(videos).__name__}; "
+                        "e.g. write_videos('out', {'edit': frames}), or write_video('out/edit.gif', frames)")
     targets = video_targets(folder, videos, formats)
     for paths in targets.values():
         for p in paths:

@@ -4,13 +4,16 @@ A red circle bounces on textured grass; we tune the inflated toy model on the cl
 null-text embedding and swap "red" for "blue" with a LocalBlend on "circle". Written to ``--out``: the source,
 the reconstruction and the edit (gif + mp4), the per-frame cross-attention maps with the blend masks
 (``attention.png``) and ``metrics.json``, with the tuning and the inversion cached in ``--out``/cache. Every one of
-these paths is checked before the first stage: an existing file is replaced only with ``overwrite``, and a
-``cache/`` holding anything vp2p did not write is refused.
+these paths is checked before the first stage: an existing file is replaced only with ``overwrite`` or when it
+is an earlier demo's (its ``metrics.json`` says so: the README's one-liner can be run twice), and a ``cache/``
+holding anything vp2p did not write is refused.
 """
 
 from __future__ import annotations
 
+import json
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -30,6 +33,18 @@ def output_files() -> list[str]:
     return [path.name for paths in video_targets(".", VIDEOS).values() for path in paths] + list(FILES)
 
 
+MARK = {"written_by": "vp2p demo"}  # in metrics.json: the folder holds an earlier demo's results
+
+
+def earlier_demo(out) -> bool:
+    """Whether ``out`` holds the results of an earlier demo (its metrics.json says so): running the demo again
+    replaces them — its own files only; whatever else is in the folder stays as it is."""
+    try:
+        return json.loads((Path(out).expanduser() / "metrics.json").read_text()).get("written_by") == MARK["written_by"]
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def run_demo(out, model: str = "toy", scene: world.Scene = SCENE, target: world.Scene = TARGET,
              progress: bool = True, overwrite: bool = False, device="cpu") -> dict:
     """The demo with ``model`` (a model of the toy world: the bundled one or a retrained one) on ``device``."""
@@ -41,6 +56,7 @@ def run_demo(out, model: str = "toy", scene: world.Scene = SCENE, target: world.
     from vp2p.workflow import edit_run, prepare, settings_for
 
     check_toy_world_model(model, "vp2p demo")
+    overwrite = overwrite or earlier_demo(out)
     out = check_outputs(out, output_files(), overwrite=overwrite)
     start = time.perf_counter()
     pipe = load_pipeline(model, device=device)
@@ -58,6 +74,7 @@ def run_demo(out, model: str = "toy", scene: world.Scene = SCENE, target: world.
     viz.save(fig, out / "attention.png", overwrite=overwrite)
     verdict = judge_edit(video, target, result.edited)
     metrics = {
+        **MARK,
         "source_prompt": video.caption,
         "target_prompt": target.caption,
         "reconstruction_psnr": float(np.mean(run.inversion.frame_psnr)),

@@ -730,3 +730,10 @@ def object_geometry(source_masks: np.ndarray, edited_masks: np.ndarray) -> Objec
         jump_px=np.linalg.norm(np.diff(offset, axis=0), axis=-1),  # the change of offset = edit's step - source's
         missing=missing,
     )
+
+
+def reading_text(frames: np.ndarray) -> str:
+    """What the evaluator reads in a video, in words, e.g. 'blue circle on the grass'."""
+    reading = read_video(frames)
+    thing = " ".join(w for w in (reading.color, reading.attribute, reading.shape) if w) or "no object"
+    return f"{thing} on the {reading.background}{' at night' if reading.night else ''}"

@@ -563,8 +563,9 @@ def load_checkpoint(work: Path, name: str | None = None):
     return unet.eval(), text_encoder.eval(), tokenizer, state["step"]
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv=None, prog: str | None = None):
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", default="runs/toy", help="folder for checkpoints and the cached data set")
     parser.add_argument("--out", default=None, help="where to export the model folder (e.g. vp2p/toy/model)")
     parser.add_argument("--overwrite", action="store_true", help="replace a model already in --out")

@@ -27,9 +27,9 @@ One file per notebook holds that notebook's checks (``inflation``, ``tuning``, `
 
 from vp2p.course.exercises.common import BEGIN_SOLUTION, END_SOLUTION, Case, ExerciseFailed, TinyDenoiser
 from vp2p.course.exercises.registry import EXERCISES, Exercise, check
-from vp2p.course.exercises.student import (cell_source, export_student, py_twin, replace_solutions, student_notebook,
-                                           teacher_notebooks_dir)
+from vp2p.course.exercises.student import (STUDENT_FOLDER, cell_source, export_student, py_twin, replace_solutions,
+                                           student_markdown, student_notebook, teacher_notebooks_dir)
 
-__all__ = ["BEGIN_SOLUTION", "END_SOLUTION", "EXERCISES", "Case", "Exercise", "ExerciseFailed", "TinyDenoiser",
-           "cell_source", "check", "export_student", "py_twin", "replace_solutions", "student_notebook",
-           "teacher_notebooks_dir"]
+__all__ = ["BEGIN_SOLUTION", "END_SOLUTION", "EXERCISES", "STUDENT_FOLDER", "Case", "Exercise", "ExerciseFailed",
+           "TinyDenoiser", "cell_source", "check", "export_student", "py_twin", "replace_solutions",
+           "student_markdown", "student_notebook", "teacher_notebooks_dir"]

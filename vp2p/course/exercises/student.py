@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from pathlib import Path
 
 from vp2p.course.exercises.common import BEGIN_SOLUTION, END_SOLUTION
@@ -40,11 +41,31 @@ def cell_source(cell: dict) -> str:
     return "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
 
 
+STUDENT_FOLDER = "student"  # notebooks/student/: the student versions in the repository, kept in sync by a test
+# The teacher notebooks' note on their solutions, and what the student versions say instead.
+TEACHER_NOTE = re.compile(r"\(The notebook in the repository holds (?:a solution|solutions) between "
+                          r"`### BEGIN SOLUTION` and `### END SOLUTION`;.*?`raise NotImplementedError`\.\)", re.S)
+STUDENT_NOTE = ("(Each exercise cell below stops at `raise NotImplementedError(...)` with a hint: replace that line\n"
+                "with your code, then run the cell after it, which checks your function against vp2p's own and "
+                "says\nwhat is wrong.)")
+BADGE = re.compile(r"(colab\.research\.google\.com/github/[^)\s]+/notebooks/)(\d\d_[\w-]+\.ipynb)")
+
+
+def student_markdown(source: str) -> str:
+    """A markdown cell for students: the note on solutions rewritten, the Colab badge opening the student version."""
+    return BADGE.sub(rf"\g<1>{STUDENT_FOLDER}/\g<2>", TEACHER_NOTE.sub(STUDENT_NOTE, source))
+
+
 def student_notebook(notebook: dict) -> dict:
-    """The student version of a notebook (ipynb JSON): solutions replaced by hints, outputs cleared."""
+    """The student version of a notebook (ipynb JSON): solutions replaced by hints, outputs and the saved widget
+    state cleared (a run's progress bars and panels, hundreds of KB a notebook), the note on solutions and the
+    Colab badge rewritten for the student version."""
     notebook = copy.deepcopy(notebook)
+    notebook.get("metadata", {}).pop("widgets", None)
     for cell in notebook["cells"]:
         source = cell_source(cell)
+        if cell["cell_type"] == "markdown":
+            source = student_markdown(source)
         grading = cell.get("metadata", {}).get("nbgrader", {})
         if grading.get("solution") and cell["cell_type"] == "code":
             exercise = EXERCISES.get(grading.get("grade_id"))
@@ -77,9 +98,11 @@ def export_student(folder, notebooks=None, overwrite: bool = False) -> list[Path
         raise FileNotFoundError(f"no course notebooks (NN_name.ipynb) in {source}; run from a clone of the vp2p "
                                 "repository or pass the notebooks folder")
     folder = Path(folder)
-    if folder.resolve() == source.resolve() or source.resolve() in folder.resolve().parents:
+    inside = folder.resolve() == source.resolve() or source.resolve() in folder.resolve().parents
+    if inside and folder.resolve() != (source / STUDENT_FOLDER).resolve():
         raise ValueError(f"{folder} is in the teacher notebooks' folder {source}: the student versions would replace "
-                         "or sit among them (and run in CI). Choose a folder outside it.")
+                         f"or sit among them (and run in CI). Choose a folder outside it, or its {STUDENT_FOLDER}/ "
+                         "(the repository's student versions, which CI does not run).")
     if folder.exists() and not folder.is_dir():
         raise FileExistsError(f"{folder} is a file; choose a folder for the student notebooks")
     if folder.exists() and any(folder.iterdir()) and not overwrite:

@@ -1,0 +1,193 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/vp2p-kit/vp2p/blob/main/notebooks/student/02_tuning.ipynb)
+#
+# # 2 · Tuning: teach the inflated model this one video
+#
+# The inflated model of notebook 01 is a video model that has never seen a video. Video-P2P's *model
+# initialisation* fine-tunes it on the clip you want to edit, with the clip's description (the **source prompt**),
+# on the ordinary diffusion loss: noise the clip's latents at a random timestep, predict the noise, mean squared
+# error. Only a few percent of the UNet is trained:
+#
+# * `attn1.to_q` — the **queries of frame attention**: how frame *i* looks up frame 0;
+# * `attn2.to_q` — the **queries of cross-attention**: how image positions look up the prompt's words;
+# * `attn_temp` — the new **temporal attention**, which starts at zero and must learn how the clip moves.
+#
+# Keys and values stay as they are, so the model keeps what it knows about words and pictures; the queries learn
+# to find this clip's content. You will see which parameters are trained, the loss curve, and what the model
+# samples from the source prompt before and after tuning.
+
+# %%
+try:
+    import vp2p
+except ImportError:  # e.g. on Colab: install the kit (a minute)
+    # %pip install -q "vp2p @ git+https://github.com/vp2p-kit/vp2p"
+    import vp2p
+
+# %% [markdown]
+# ## Setup
+#
+# **`MODEL`**: Stable Diffusion 1.5 with a GPU, the bundled toy model without one. **`VIDEO`** (Stable Diffusion
+# only): the path or URL of your clip, with **`SOURCE`** describing it; `None` renders the course's toy scene.
+# Tuning is cached in a work folder (`runs/notebooks/…`): notebooks 03–06 reuse it.
+
+# %%
+import numpy as np
+import torch
+
+from vp2p import course, workflow
+
+from vp2p.inspect import probes, viz
+from vp2p.inversion import psnr
+
+MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5" if torch.cuda.is_available() else "toy"  # ← the model
+VIDEO = None  # ← Stable Diffusion only: your clip (a path or URL); None renders the toy scene
+SOURCE = course.SCENE.caption if VIDEO is None else "a rabbit is jumping on the grass"  # ← describe your clip
+SEED = 0
+
+FIGURES = course.figures_dir()  # the user cache; `vp2p course --build` writes the repository's figures/
+pipe = vp2p.load_pipeline(MODEL)
+settings = course.settings(pipe)
+frames = course.clip(pipe, VIDEO)
+work = course.work_dir(pipe, VIDEO)
+print(f"{MODEL} on {pipe.device}; {len(frames)} frames of {frames.shape[1]}x{frames.shape[2]}; work folder {work}")
+print(f"tuning: {settings.tune_steps} steps, learning rate {settings.tune_lr:g}")
+
+# %% [markdown]
+# ## 1. Which parameters are trained
+#
+# `vp2p.trainable_parameters(unet)` picks the parameters whose names contain one of the patterns above.
+
+# %%
+vp2p.inflate_unet(pipe.unet)
+groups = probes.parameter_groups(pipe.unet)
+total = sum(groups.values())
+for name, count in groups.items():
+    print(f"{name:12s} {count:>12,}  {count / total:7.2%}")
+trained = total - groups["frozen"]
+print(f"trained: {trained:,} of {total:,} parameters ({trained / total:.1%} of the UNet)")
+print("e.g.", *list(vp2p.trainable_parameters(pipe.unet))[:3], sep="\n  ")
+fig = viz.bars(groups, ylabel="parameters", log=True, title="UNet parameters: trained groups vs frozen")
+viz.save(fig, FIGURES / "02_trained_parameters.png");
+
+# %% [markdown]
+# ## 2. Before tuning: what does the source prompt give?
+#
+# We sample the source prompt from noise with the inflated, untuned model (fixed seed). It draws *a* video that
+# fits the words — not this video.
+
+# %%
+before = probes.generate(pipe, SOURCE, seed=SEED, num_steps=settings.num_steps)
+
+# %% [markdown]
+# ## 3. Tune
+#
+# `workflow.tune_stage` tunes `pipe.unet` in place and saves the tuned parameters (only those, a few MB) with the
+# loss curve in the work folder; run again with the same clip, prompt and settings, it loads them instead. A single
+# diffusion loss depends a lot on the random timestep, so we also plot a moving average
+# (`TuneResult.smoothed()`).
+
+# %%
+tuning = workflow.tune_stage(pipe, frames, SOURCE, settings, work_dir=work)
+smooth = tuning.smoothed()
+window = len(tuning.losses) - len(smooth) + 1
+fig = viz.curves({"loss per step": np.asarray(tuning.losses),
+                  f"moving average ({window})": (np.arange(len(smooth)) + window - 1, smooth)},
+                 xlabel="tuning step", ylabel="noise-prediction MSE", title="tuning on the clip")
+viz.save(fig, FIGURES / "02_tuning_loss.png")
+print(f"{len(tuning.losses)} steps; loss {np.mean(tuning.losses[:window]):.4f} → {smooth[-1]:.4f} "
+      f"(mean of the first / last {window})" + (f" in {tuning.seconds:.0f} s" if tuning.seconds else " (loaded)"))
+
+# %% [markdown]
+# ## 4. After tuning: the same prompt, the same noise
+#
+# Sampled again from the same seed, the tuned model should now draw something much closer to the input clip: the
+# source prompt has come to mean *this* video. That is what makes the next stage, inversion, work well — and why the
+# edit later keeps the clip's look and motion.
+
+# %%
+after = probes.generate(pipe, SOURCE, seed=SEED, num_steps=settings.num_steps)
+fig = viz.video_strip({"input clip": frames, "before tuning": before, "after tuning": after},
+                      title=f"'{SOURCE}', sampled from the same noise")
+viz.save(fig, FIGURES / "02_before_after.png")
+for name, sample in [("before", before), ("after", after)]:
+    print(f"{name} tuning: PSNR to the input {np.mean([psnr(a, b) for a, b in zip(sample, frames)]):.1f} dB, "
+          f"frame spread {probes.frame_spread(sample):.1f} (input {probes.frame_spread(frames):.1f})")
+
+# %% [markdown]
+# ## Exercises
+#
+# Now write the heart of this stage yourself. Each exercise is a function whose signature and docstring are given:
+# write its body in the solution cell, run it, then run the check below it. The check calls your function and
+# vp2p's own on small inputs and, when they disagree, says what is wrong. The exercises need nothing computed
+# above — only the imports of the next cell.
+#
+# (Each exercise cell below stops at `raise NotImplementedError(...)` with a hint: replace that line
+# with your code, then run the cell after it, which checks your function against vp2p's own and says
+# what is wrong.)
+
+# %% nbgrader={"grade": false, "grade_id": "02_exercises_setup", "locked": true, "schema_version": 3, "solution": false, "task": false}
+import torch
+
+from vp2p.course import exercises
+
+
+# %% [markdown]
+# ### Exercise 1 · Which parameters tuning trains
+#
+# Section 1 counted the trained groups; now decide it yourself, one parameter name at a time. Names look like
+# `down_blocks.0.attentions.0.transformer_blocks.0.block.attn1.to_q.weight` (diffusers' own block, wrapped by
+# vp2p's `TemporalBlock`) or `…transformer_blocks.0.attn_temp.to_out.0.bias` (the added temporal attention, next
+# to its LayerNorm `norm_temp`). Tuning few parameters is what keeps the model's knowledge: with keys and values
+# frozen, words and appearances mean what they meant; the queries learn to find this clip's content, and the
+# temporal attention learns its motion. The check asks your function about every parameter of a tiny inflated UNet
+# and compares with `vp2p.trainable_parameters`.
+
+# %% nbgrader={"grade": false, "grade_id": "is_trained", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def is_trained(name):
+    """Whether Video-P2P tunes the UNet parameter called ``name`` on the input video (True or False)."""
+    raise NotImplementedError('Only the queries of frame and cross-attention, and the new temporal attention, are tuned.')
+
+
+# %% nbgrader={"grade": true, "grade_id": "check_is_trained", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
+exercises.check("is_trained", is_trained)
+
+
+# %% [markdown]
+# ### Exercise 2 · What the tuning loss compares the UNet with
+#
+# One tuning step noises the clip's latents x₀ at a random timestep t — x_t = √ᾱ_t·x₀ + √(1 − ᾱ_t)·ε — runs the
+# UNet on x_t with the source prompt, and takes `F.mse_loss(unet_output, target)`. Write the target. It depends
+# on what the model was trained to predict (`scheduler.config.prediction_type`): the noise ε for "epsilon" models
+# (Stable Diffusion 1.x, the toy model), the *velocity* v = √ᾱ_t·ε − √(1 − ᾱ_t)·x₀ for "v_prediction" models
+# (Stable Diffusion 2.x at 768 px). Tune a model on the wrong target and it unlearns what it knew. ᾱ_t is
+# `scheduler.alphas_cumprod[t]`; `timesteps` holds one timestep for the whole clip, or one per frame. Compared with
+# `vp2p.tuning.training_target`.
+
+# %% nbgrader={"grade": false, "grade_id": "training_target", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def training_target(scheduler, latents, noise, timesteps):
+    """The tuning loss's target for ``latents`` x₀ (frames, C, h, w) noised with ``noise`` ε at ``timesteps``
+    ((1,) or (frames,)): ε, or the velocity for a v_prediction scheduler."""
+    raise NotImplementedError('Epsilon models predict the noise; v_prediction models the velocity √ᾱ·ε − √(1 − ᾱ)·x₀.')
+
+
+# %% nbgrader={"grade": true, "grade_id": "check_training_target", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
+exercises.check("training_target", training_target)
+
+# %% [markdown]
+# **Next:** [03 · Inversion](03_inversion.ipynb) — find the noise (and the null-text embeddings) from which the
+# tuned model redraws the clip exactly.

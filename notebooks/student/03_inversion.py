@@ -1,0 +1,273 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/vp2p-kit/vp2p/blob/main/notebooks/student/03_inversion.ipynb)
+#
+# # 3 · Inversion: find the noise that redraws the clip
+#
+# To edit a video we first need the starting point from which the tuned model redraws it: **DDIM inversion** runs
+# the deterministic sampler backwards, from the clip's latents z₀ to noise z_T (paper eq. 3). Sampling forward
+# again *without* guidance would return (almost) to z₀ — but editing needs classifier-free guidance (w = 7.5), and
+# with guidance every step drifts a little from the inversion trajectory; over 50 steps the reconstruction goes
+# visibly wrong.
+#
+# **Null-text inversion** fixes the drift by optimising, at every step, the *unconditional* embedding (the
+# "null text") so that the guided step lands back on the trajectory. Video-P2P's change: **one** embedding
+# shared by all frames — the frames are one scene, and the edit's guidance must treat them alike. The paper's
+# Table 2 compares this with one embedding per frame. Two shortcuts need no optimisation at all:
+# **negative-prompt** inversion uses the source prompt's own embedding as the null one (the guided step then equals
+# the conditional one), and **fast** samples the source branch without guidance.
+#
+# Here you will compare the five on the tuned model: reconstructions, the error at every step, per-frame PSNR, and
+# how many numbers each one optimises.
+
+# %%
+try:
+    import vp2p
+except ImportError:  # e.g. on Colab: install the kit (a minute)
+    # %pip install -q "vp2p @ git+https://github.com/vp2p-kit/vp2p"
+    import vp2p
+
+# %% [markdown]
+# ## Setup
+#
+# As in notebook 02: **`MODEL`**, and with Stable Diffusion your **`VIDEO`** and its **`SOURCE`** prompt. The tuned
+# weights and every inversion are cached in the work folder, so notebooks 04–06 start from here.
+#
+# On the toy model the course uses **25 DDIM steps** instead of the paper's 50, and at most **2 Adam steps of lr
+# 8e-2** per DDIM step instead of 10 of 1e-2 (`workflow.TOY_SETTINGS`): the toy's null-text loss falls slowly and
+# steadily, so a few larger steps land near the same place (on 4 held-out clips within 0.35 dB of 4 steps of 4e-2)
+# for a fifth of the official number of Adam steps.
+# With Stable Diffusion the settings are the paper's.
+
+# %%
+import numpy as np
+import torch
+
+from vp2p import course, workflow
+
+
+from vp2p.inspect import viz
+MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5" if torch.cuda.is_available() else "toy"  # ← the model
+VIDEO = None  # ← Stable Diffusion only: your clip (a path or URL); None renders the toy scene
+SOURCE = course.SCENE.caption if VIDEO is None else "a rabbit is jumping on the grass"  # ← describe your clip
+
+FIGURES = course.figures_dir()  # the user cache; `vp2p course --build` writes the repository's figures/
+pipe = vp2p.load_pipeline(MODEL)
+settings = course.settings(pipe)
+frames = course.clip(pipe, VIDEO)
+work = course.work_dir(pipe, VIDEO)
+tuning = workflow.tune_stage(pipe, frames, SOURCE, settings, work_dir=work)  # notebook 02, or its cache
+print(f"{MODEL}: {settings.num_steps} DDIM steps, guidance {settings.guidance_scale}, "
+      f"null-text: at most {settings.inner_steps} Adam steps per DDIM step")
+
+# %% [markdown]
+# ## Invert five ways
+#
+# `workflow.invert_stage` runs `vp2p.invert(pipe, frames, SOURCE, method=…)` — or loads the cached result. Each
+# `Inversion` holds z_T, the per-step null embeddings, the reconstruction (sampled back **with** guidance, as an
+# edit's source branch is), the latent error after every step (`step_errors`) and the PSNR of every frame
+# (`frame_psnr`).
+
+# %%
+METHODS = {"DDIM": "ddim", "null-text, shared (Video-P2P)": "null-text",
+           "null-text, per frame": "null-text-per-frame", "negative prompt": "negative-prompt", "fast": "fast"}
+inversions = {}
+for name, method in METHODS.items():
+    inversions[name] = workflow.invert_stage(pipe, frames, SOURCE, settings.replace(method=method), work_dir=work)
+    print(f"{name:30s} {inversions[name].seconds:6.1f} s (when computed)")
+
+# %% [markdown]
+# ## Reconstructions
+#
+# DDIM drifts; the null-text variants come back to the clip. Negative-prompt and fast inversion come back too on a
+# well-tuned model — their price is paid at editing time (the target branch then gets less or no guidance context).
+
+# %%
+fig = viz.video_strip({"input": frames, **{name: inv.reconstruction for name, inv in inversions.items()}},
+                      title="reconstructions from z_T, sampled with guidance")
+viz.save(fig, FIGURES / "03_reconstructions.png");
+
+# %% [markdown]
+# ## Where the error comes from: every step
+#
+# `step_errors[i]` is the mean squared distance, after sampling step *i*, between the reconstruction's latents and
+# the inversion trajectory. Plain DDIM's error grows step after step; the null-text embeddings keep it near the
+# optimiser's stopping threshold.
+
+# %%
+fig = viz.curves({name: inv.step_errors for name, inv in inversions.items()}, xlabel="sampling step",
+                 ylabel="latent MSE to the trajectory", log=True, title="error after every step")
+viz.save(fig, FIGURES / "03_inversion_errors.png")
+fig = viz.per_frame({name: inv.frame_psnr for name, inv in inversions.items()}, ylabel="PSNR (dB)",
+                    title="reconstruction PSNR per frame")
+viz.save(fig, FIGURES / "03_frame_psnr.png");
+
+# %% [markdown]
+# ## Table 2, on our model
+#
+# The paper's Table 2 compares a shared null embedding with one per frame: per-frame optimises F times more numbers
+# for (at best) a slightly better reconstruction — and the frames' guidance is no longer the same, which hurts
+# temporal consistency once the video is edited. `Inversion.trainable_count()` counts the optimised numbers.
+
+# %%
+rows = [{"method": name, "numbers optimised": inv.trainable_count(),
+         "mean PSNR (dB)": float(np.mean(inv.frame_psnr)), "worst frame (dB)": float(np.min(inv.frame_psnr)),
+         "final latent MSE": float(inv.step_errors[-1]), "seconds": float(inv.seconds)}
+        for name, inv in inversions.items()]
+print(" | ".join(rows[0]))
+for row in rows:
+    print(" | ".join(f"{v:,}" if isinstance(v, int) else f"{v:.3g}" if isinstance(v, float) else f"{v:30s}"
+                     for v in row.values()))
+fig = viz.table(rows, title=f"inversion of {len(frames)} frames, {settings.num_steps} DDIM steps")
+viz.save(fig, FIGURES / "03_inversion_table.png");
+
+# %% [markdown]
+# ## Is null-text worth its cost? Edit from each inversion
+#
+# A reconstruction is not the goal; the edit is. Null-text inversion exists so that an edit *with guidance* starts
+# from a faithful source branch. Below, the same word swap (red → blue, LocalBlend on "circle") from the DDIM, shared
+# null-text and negative-prompt inversions (fast inversion edits exactly as negative-prompt does under decoupled
+# guidance: both leave the source branch the conditional prediction), judged by the toy evaluator: does it read
+# blue, and how well is the background (outside the circle) kept?
+
+# %%
+if VIDEO is None:
+    from vp2p.toy import world
+    from vp2p.toy.bench import judge_edit
+
+    clip_video = world.render(course.SCENE, num_frames=len(frames), size=frames.shape[1])
+    target = course.SCENE.replace(color="blue")
+    judged = {}
+    for name in ("DDIM", "null-text, shared (Video-P2P)", "negative prompt"):
+        edit = vp2p.edit(pipe, inversions[name], [SOURCE, target.caption], blend_words=["circle", "circle"],
+                         progress=False)
+        verdict = judge_edit(clip_video, target, edit.edited)
+        judged[name] = {"reads blue": "yes" if verdict["read"]["color"] == "blue" else "no",
+                        "background PSNR (dB)": round(verdict["background_psnr"], 1),
+                        "reconstruction PSNR (dB)": round(float(np.mean(inversions[name].frame_psnr)), 1),
+                        "seconds to invert": round(float(inversions[name].seconds), 1)}
+    fig = viz.table([{"inversion": name, **row} for name, row in judged.items()],
+                    title="the same edit from three inversions, judged by the evaluator")
+    viz.save(fig, FIGURES / "03_edit_from_inversions.png")
+    for name, row in judged.items():
+        print(f"{name:30s} {row}")
+
+# %% [markdown]
+# On the toy model, honestly (measured when this was written; the printout above is this run's): all three edits
+# read blue; the background is kept at 29.9 dB from DDIM, 29.4 dB from shared null-text and 31.0 dB from
+# negative-prompt inversion. With the toy's settings (2 Adam steps per DDIM step) null-text does not beat the cheap
+# inversions here: negative-prompt and fast inversion reconstruct this clip better (31.4 against 29.2 dB) in half
+# the time, and LocalBlend keeps DDIM's edit background despite its poor reconstruction. The toy's captions describe
+# its clips completely, so the guided source branch hardly leaves the clip even without optimised embeddings. On a
+# real clip, whose prompt describes it only roughly, is where the paper's reason for null-text (a guided source
+# branch that stays on the clip) has room to
+# matter: set `MODEL` to Stable Diffusion and your `VIDEO`, and compare the same three rows.
+
+# %% [markdown]
+# ## Exercises
+#
+# Now write the heart of this stage yourself. Each exercise is a function whose signature and docstring are given:
+# write its body in the solution cell, run it, then run the check below it. The check calls your function and
+# vp2p's own on small inputs — random latents, schedules of 1 to 50 steps, and a tiny stand-in UNet
+# (`exercises.TinyDenoiser`) in place of the real one, so that it runs in a second — and, when they disagree, says
+# what is wrong. The exercises need nothing computed above — only the imports of the next cell.
+#
+# (Each exercise cell below stops at `raise NotImplementedError(...)` with a hint: replace that line
+# with your code, then run the cell after it, which checks your function against vp2p's own and says
+# what is wrong.)
+
+# %% nbgrader={"grade": false, "grade_id": "03_exercises_setup", "locked": true, "schema_version": 3, "solution": false, "task": false}
+import torch
+import torch.nn.functional as F
+
+from vp2p.course import exercises
+from vp2p.ddim import ddim_step, guide
+from vp2p.sampling import unet_output
+
+
+# %% [markdown]
+# ### Exercise 1 · The DDIM inversion step (paper eq. 3)
+#
+# A DDIM sampling step from t down to t − Δ predicts the clean latents x̂₀ and the noise ε̂ at the current level
+# and re-noises x̂₀ to the level below. Inversion runs it the other way: from a sample at **t − Δ** up to **t**,
+# with the model evaluated at (sample, t) — the sample at t is not known yet, that is the approximation DDIM
+# inversion makes. Write it for epsilon models (x̂₀ = (x − √(1 − ᾱ)·ε̂)/√ᾱ, at the sample's own level). Which ᾱ
+# goes where is the whole exercise: swap them and you have the sampling step; shift them by Δ and every step lands
+# one level off. `schedule.alpha(s)` is ᾱ at timestep s — also at s < 0, which the very first inversion step
+# meets (t − Δ = −19 for 50 steps: timesteps 981 … 1). Compared with `vp2p.ddim.ddim_inverse_step`.
+
+# %% nbgrader={"grade": false, "grade_id": "ddim_inverse_step", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def ddim_inverse_step(model_output, t, sample, schedule):
+    """One DDIM inversion step from ``sample`` at timestep t − Δ up to t (epsilon models).
+
+    model_output: the UNet's noise prediction ε̂ at (sample, t); schedule: a ``vp2p.ddim.DDIMSchedule``, with
+    ``schedule.alpha(s)`` the ᾱ of timestep s and ``schedule.step_size`` the Δ between two DDIM steps.
+    """
+    raise NotImplementedError('Predict x̂₀ from the sample at ᾱ(t − Δ), then re-noise x̂₀ and ε̂ to ᾱ(t).')
+
+
+# %% nbgrader={"grade": true, "grade_id": "check_ddim_inverse_step", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
+exercises.check("ddim_inverse_step", ddim_inverse_step)
+
+
+# %% [markdown]
+# ### Exercise 2 · The shared null-text loss (paper eq. 9)
+#
+# Sampling back from z_T *with guidance* drifts off the inversion trajectory. At step t, null-text inversion asks:
+# with the unconditional embedding `null`, where does the **guided** DDIM step from the current latent land — and
+# how far is that from the trajectory's point one step below (`target`)? The conditional prediction `cond_out`
+# does not depend on `null` and is computed once per step. Video-P2P's `null` is ONE embedding (1, tokens, dim)
+# for all frames: `unet_output` repeats it for every frame, so every frame's guidance is the same. Build the loss
+# from `unet_output(unet, latent, t, embeddings, num_frames)`, `guide(uncond, cond, w)` and `ddim_step`; it must
+# stay differentiable in `null` — the next exercise follows its gradient. The check compares the loss and its
+# gradient with `vp2p.inversion.null_text_loss`.
+
+# %% nbgrader={"grade": false, "grade_id": "null_text_loss", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def null_text_loss(unet, latent, t, null, cond_out, target, schedule, num_frames, guidance_scale):
+    """The mean squared distance between the guided DDIM step from ``latent`` at ``t`` — unconditional prediction
+    made with ``null`` (1, tokens, dim), conditional prediction ``cond_out`` — and the trajectory's ``target``."""
+    raise NotImplementedError('MSE between the guided DDIM step (unconditional prediction from `null`) and `target`.')
+
+
+# %% nbgrader={"grade": true, "grade_id": "check_null_text_loss", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
+exercises.check("null_text_loss", null_text_loss)
+
+
+# %% [markdown]
+# ### Exercise 3 · One Adam update with the official schedule
+#
+# At DDIM step i (0 for the first, noisiest step) the official code creates a **fresh** Adam optimiser over the
+# null embedding with the learning rate lr·(1 − i/100) — large steps early, where the trajectory is noisy, smaller
+# ones later — and runs at most 10 iterations, stopping once the loss is below 1e-5 + i·2e-5; each step starts from
+# the previous step's embedding. Write one iteration: from `null`, one backward pass of `loss_of(null)` and one
+# Adam step. (Adam's first step moves every entry by about the learning rate, whatever the gradient's size: the
+# schedule *is* the step size.) The check replays vp2p's `null_text_optimization` with one iteration per step on
+# the tiny model and compares your update at steps 0, 1, 7 and 19 with the embeddings it found.
+
+# %% nbgrader={"grade": false, "grade_id": "null_text_update", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def null_text_update(null, loss_of, i, lr):
+    """One Adam update of the shared null embedding at DDIM step ``i``: from ``null`` (not requiring grad), a
+    step on ``loss_of(embedding)`` (the loss of exercise 2 with this step's inputs) at the official learning rate
+    for step i (``lr``: the base rate, 1e-2). Returns the updated embedding, detached."""
+    raise NotImplementedError('A fresh Adam at lr·(1 − i/100) over a copy of null; one backward of loss_of and one step.')
+
+
+# %% nbgrader={"grade": true, "grade_id": "check_null_text_update", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
+exercises.check("null_text_update", null_text_update)
+
+# %% [markdown]
+# **Next:** [04 · Word swap](04_word_swap.ipynb) — edit the clip from the shared null-text inversion.

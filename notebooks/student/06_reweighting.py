@@ -1,0 +1,199 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/vp2p-kit/vp2p/blob/main/notebooks/student/06_reweighting.ipynb)
+#
+# # 6 · Reweighting: turn a word up or down
+#
+# A prompt says *what*, not *how much*. Prompt-to-prompt's **Reweight** multiplies the cross-attention maps of chosen
+# tokens of the target prompt by a factor during the injection steps: 0 removes the word's effect, 1 is the plain
+# edit, 2 or 4 exaggerate it. It wraps a Replace or a Refine; in `vp2p` (and in the official configs) it is
+# `eq_params={"words": ["striped"], "values": [2.0]}` — or simply `{"striped": 2.0}`.
+#
+# You will sweep the weight of the word added in notebook 05 and see — and, on the toy world, measure — how strong
+# the attribute comes out.
+
+# %%
+try:
+    import vp2p
+except ImportError:  # e.g. on Colab: install the kit (a minute)
+    # %pip install -q "vp2p @ git+https://github.com/vp2p-kit/vp2p"
+    import vp2p
+
+# %% [markdown]
+# ## Setup
+#
+# **`MODEL`**, and with Stable Diffusion your **`VIDEO`** with its prompts. As in notebook 05: Refine with a blend on
+# the object, the source maps injected for 80% of the steps. The reweighted word gets a window of its own:
+# `cross_replace_steps={"default_": 0.8, WORD: 1.0}` (the official configs take per-word windows too). A reweight acts
+# only inside its word's window, and the last 20% of the steps are where a small model draws fine detail such as
+# stripes — with the plain 0.8 window those steps would draw the pattern at full weight, whatever the weight was.
+
+# %%
+import numpy as np
+import torch
+
+from vp2p import course, workflow
+
+from vp2p.inspect import viz
+
+from vp2p.course import widgets
+from vp2p.toy import evaluator
+
+MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5" if torch.cuda.is_available() else "toy"  # ← the model
+VIDEO = None  # ← Stable Diffusion only: your clip (a path or URL); None renders the toy scene
+if VIDEO is None:
+    SOURCE, TARGET = course.SCENE.caption, course.SCENE.replace(attribute="striped").caption
+    WORD, BLEND = "striped", ["circle", "circle"]
+    SWAP, SWAP_WORD, SWAP_BLEND = course.SCENE.replace(color="blue").caption, "blue", BLEND  # for section 4
+else:  # ← your clip: describe it, add a word, name the object in both prompts
+    SOURCE, TARGET = "a rabbit is jumping on the grass", "a origami rabbit is jumping on the grass"
+    WORD, BLEND = "origami", ["rabbit", "rabbit"]
+    SWAP, SWAP_WORD, SWAP_BLEND = "a cat is jumping on the grass", "cat", ["rabbit", "cat"]
+WEIGHTS = [0.0, 0.5, 1.0, 2.0, 4.0]
+
+FIGURES = course.figures_dir()  # the user cache; `vp2p course --build` writes the repository's figures/
+pipe = vp2p.load_pipeline(MODEL)
+settings = course.settings(pipe)
+frames = course.clip(pipe, VIDEO)
+run = workflow.prepare(pipe, frames, SOURCE, settings, work_dir=course.work_dir(pipe, VIDEO))
+print(f"'{SOURCE}' → '{TARGET}', weights of '{WORD}': {WEIGHTS}")
+
+# %% [markdown]
+# ## 1. A sweep of weights, side by side
+#
+# The panel keeps every edit it computed, so the sweep below and the slider share them: `panel.sweep(WEIGHTS)` runs
+# one edit per weight.
+
+# %%
+panel = widgets.WeightWidget(pipe, run, settings, TARGET, WORD, weight=2.0, is_word_swap=False, blend_words=BLEND,
+                             cross_replace_steps={"default_": 0.8, WORD: 1.0})
+edits = panel.sweep(WEIGHTS)
+fig = viz.video_strip({"input": frames, **{f"'{WORD}' × {w:g}": e.edited for w, e in edits.items()}},
+                      title=f"'{TARGET}', reweighting '{WORD}'")
+viz.save(fig, FIGURES / "06_reweight_sweep.png");
+
+# %% [markdown]
+# ## 2. The weight slider
+#
+# Move the slider (steps of 0.25); a weight not computed yet runs one edit (a few seconds on the toy model).
+
+# %%
+panel.show()
+
+# %% [markdown]
+# ## 3. How strong is the attribute? (toy world)
+#
+# The evaluator segments the object in every frame and measures how strongly a pattern shows inside it
+# (`attribute_strength`: 0 for a plain object, about 1 for a pattern as the toy world renders it). If reweighting
+# works, it rises with the weight.
+
+# %%
+if MODEL == "toy" and VIDEO is None:
+    strength = [evaluator.read_video(e.edited).attribute_strength for e in edits.values()]
+    fig = viz.curves({f"'{WORD}'": np.array(strength)}, x=np.array(WEIGHTS), xlabel=f"weight of '{WORD}'",
+                     ylabel="attribute strength (evaluator)", marker="o", title="reweighting, measured")
+    viz.save(fig, FIGURES / "06_attribute_strength.png")
+    print("attribute strength:", {w: round(float(v), 3) for w, v in zip(WEIGHTS, strength)})
+
+# %% [markdown]
+# **What the toy model shows.** At weight 0 the circle comes out plain, at 0.5 the stripes appear, at 1 the
+# ordinary refinement. On this clip weight 2 is already past the toy's range: the stripes break up and in the later
+# frames the circle comes apart, and the measured strength stops rising (0.26, 0.67, 0.88, 0.89 at weights 0, 0.5,
+# 1, 2 when this was written; on 20 held-out videos `vp2p toy-bench` measures 0.13, 0.43, 0.66, 0.91). At 4 the edit
+# breaks: the whole frame goes grey, the background too, although LocalBlend keeps the source's latents there.
+# Reweighting does not renormalise: the toy model's object words hold most of the attention inside the object, so
+# ×4 roughly doubles the cross-attention output there, those latents leave the range the model was trained on, and
+# the VAE decoder — whose GroupNorm layers see the whole frame — carries the damage everywhere. Stable Diffusion
+# spreads attention over more tokens and tolerates larger weights, but it has a breaking point too.
+#
+# Two things make reweighting work at all, and both are worth knowing when it "does nothing" on another model:
+# - **The word's own token must carry its meaning.** A causal text encoder (CLIP's is one) can pass an adjective on
+#   to every token after it; then scaling the word's attention changes little. The toy model was fine-tuned with
+#   *word mixing* so that the pattern is decided by "striped" itself (README, "Toy world").
+# - **The weight must last through the steps that draw the detail.** A reweight acts only inside its word's
+#   `cross_replace_steps` window. Try `cross_replace_steps=0.8` in the panel above: the last 20% of the steps, where
+#   the toy model draws the stripes, then bring them back at every weight.
+
+# %% [markdown]
+# ## 4. Reweighting on top of a word swap — and everything else
+#
+# The general panel of notebooks 04–05 has a **word weights** field (`word=value, …`): here a Replace edit with the
+# swapped word turned up. Change the mode, the prompt, the blend words or the weights and press **Edit**.
+
+# %%
+general = widgets.EditWidget(pipe, run, settings, SWAP, blend_words=SWAP_BLEND, eq_params={SWAP_WORD: 2.0})
+general.update()
+general.show()
+
+# %% [markdown]
+# ## Exercises
+#
+# Now write the heart of this stage yourself. Each exercise is a function whose signature and docstring are given:
+# write its body in the solution cell, run it, then run the check below it. The check calls your function and
+# vp2p's own on small inputs — random attention maps of several shapes, real prompts through the toy model's
+# tokenizer — and, when they disagree, says what is wrong. The exercises need nothing computed above — only the
+# imports of the next cell.
+#
+# (Each exercise cell below stops at `raise NotImplementedError(...)` with a hint: replace that line
+# with your code, then run the cell after it, which checks your function against vp2p's own and says
+# what is wrong.)
+
+# %% nbgrader={"grade": false, "grade_id": "06_exercises_setup", "locked": true, "schema_version": 3, "solution": false, "task": false}
+import torch
+
+from vp2p.course import exercises
+from vp2p.alignment import token_spans
+
+
+# %% [markdown]
+# ### Exercise 1 · Reweight: scale chosen tokens' columns
+#
+# Reweight takes the target maps its base rule gives (Replace or Refine) and multiplies the **column** of every
+# chosen token — its attention at every query position, in every head and frame — by the token's weight. An
+# *equalizer* row per target prompt holds the weights: 1 for most tokens, e.g. 2 at "striped". Nothing is
+# renormalised afterwards: a weight of 2 really doubles how much the image attends to the word, which is why the
+# sweep above works — and why 4 overdrives the toy model. Maps are (targets, frames, heads, queries, tokens), the
+# equalizer (targets, tokens). Compared with `vp2p.controllers.reweight_maps`.
+
+# %% nbgrader={"grade": false, "grade_id": "reweight_maps", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def reweight_maps(maps, equalizer):
+    """``maps`` (targets, frames, heads, queries, tokens) with token column j of target b multiplied by
+    ``equalizer[b, j]`` (targets, tokens)."""
+    raise NotImplementedError("Multiply each target's token columns (the last axis) by that target's equalizer row.")
+
+
+# %% nbgrader={"grade": true, "grade_id": "check_reweight_maps", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
+exercises.check("reweight_maps", reweight_maps)
+
+
+# %% [markdown]
+# ### Exercise 2 · Reweight: the equalizer of a prompt
+#
+# `eq_params={"striped": 2.0}` names words; the controller needs token positions. Build one equalizer row: ones
+# (`max_len` of them), with each named word's weight at **every token** of the word — a word outside the toy
+# vocabulary splits into characters, "crimson" into 6 tokens — and at **every occurrence** of it in the prompt.
+# `token_spans(prompt, tokenizer)` gives, for each space-separated word, its token positions (position 0 is the
+# start token). Compared with `vp2p.editing.equalizer`.
+
+# %% nbgrader={"grade": false, "grade_id": "equalizer", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def equalizer(prompt, weights, tokenizer, max_len):
+    """(max_len,): ones, with ``weights[word]`` at the token positions of every occurrence of each word."""
+    raise NotImplementedError("Ones, with each word's weight at every token of every occurrence of it (token_spans).")
+
+
+# %% nbgrader={"grade": true, "grade_id": "check_equalizer", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
+exercises.check("equalizer", equalizer)
