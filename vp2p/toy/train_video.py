@@ -149,27 +149,31 @@ def attribute_free_latents(data: dict, scenes: torch.Tensor, slots: torch.Tensor
         return vae.encode(x).latent_dist.mean * vae.config.scaling_factor
 
 
-def frame_attention_loss(captured: list[torch.Tensor], masks: dict[int, torch.Tensor], frames: int) -> torch.Tensor:
-    """−log of the share of each object query's frame attention (frames ≥ 1) inside frame 0's object mask.
+def frame_attention_inside(probs: torch.Tensor, cover: torch.Tensor, frames: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Where object queries of frames ≥ 1 look in frame 0: (share of each query's attention inside frame 0's
+    object (rows, heads, queries), weight of each query (rows, queries): 1 on the object of frames ≥ 1, else 0).
 
-    ``captured``: frame-attention probabilities (rows, heads, queries, keys) with keys = frame 0's positions;
-    ``masks``: object coverage per row at each map side (rows, 1, side, side). Queries count by how firmly they
-    are on the object (coverage ≥ 0.75)."""
-    total, count = None, 0
+    ``probs``: frame-attention probabilities (rows, heads, queries, keys), keys = frame 0's positions; ``cover``:
+    object coverage per row at that map size, (rows, queries). Queries count when firmly on the object
+    (coverage ≥ 0.75); frame 0 attends to itself, so it has nothing to show."""
+    video = rearrange(cover.float(), "(v f) q -> v f q", f=frames)
+    reference = video[:, :1].expand(-1, frames, -1).flatten(0, 1)  # (rows, keys): frame 0's object
+    queries = (video >= 0.75).float()
+    queries[:, 0] = 0
+    inside = torch.einsum("nhqk,nk->nhq", probs.float(), reference)
+    return inside, queries.flatten(0, 1)
+
+
+def frame_attention_loss(captured: list[torch.Tensor], masks: dict[int, torch.Tensor], frames: int) -> torch.Tensor:
+    """−log of the share of each object query's frame attention (frames ≥ 1) inside frame 0's object mask,
+    averaged over the captured layers (``masks``: coverage per row at each map side, (rows, 1, side, side))."""
+    terms = []
     for probs in captured:
-        side = math.isqrt(probs.shape[2])
-        cover = rearrange(masks[side].float().flatten(1), "(v f) q -> v f q", f=frames)
-        reference = cover[:, :1].expand(-1, frames, -1).flatten(0, 1)  # (rows, keys): frame 0's object
-        queries = (cover >= 0.75).float()
-        queries[:, 0] = 0  # frame 0 attends to itself: nothing to learn there
-        queries = queries.flatten(0, 1)
-        if queries.sum() == 0:
-            continue
-        inside = torch.einsum("nhqk,nk->nhq", probs.float(), reference).clamp(1e-4, 1.0)
-        term = -(queries[:, None] * inside.log()).sum() / (queries.sum() * probs.shape[1])
-        total = term if total is None else total + term
-        count += 1
-    return total / count if count else torch.zeros(())
+        inside, queries = frame_attention_inside(probs, masks[math.isqrt(probs.shape[2])].flatten(1), frames)
+        if queries.sum() > 0:
+            log = inside.clamp(1e-4, 1.0).log()
+            terms.append(-(queries[:, None] * log).sum() / (queries.sum() * probs.shape[1]))
+    return torch.stack(terms).mean() if terms else torch.zeros(())
 
 
 # ---------------------------------------------------------------- models and checkpoints
