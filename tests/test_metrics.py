@@ -385,6 +385,34 @@ def test_toy_object_temporal(demo):
         metrics.toy_object_temporal(demo.frames[:1])
 
 
+def _per_frame_looks(scene: world.Scene, frames: int = 8) -> np.ndarray:
+    """What editing frame by frame can give: frame k of the video, drawn with a look sampled anew for it."""
+    return np.stack([
+        world.render(scene.replace(appearance=world.sample_appearance(scene.seed + 1000 * (k + 1), scene.shape)),
+                     num_frames=frames, indices=[k]).frames[0]
+        for k in range(frames)])
+
+
+@pytest.mark.parametrize("scene", [world.Scene("red", "star", "grass", "sliding", attribute="striped", seed=21),
+                                   world.Scene("blue", "circle", "sand", "floating", attribute="dotted", seed=8)])
+def test_appearance_flicker_ranks_a_new_look_per_frame_above_one_look(scene):
+    consistent = world.render(scene).frames
+    flickering = _per_frame_looks(scene)
+    steady, changing = metrics.appearance_flicker_parts(consistent), metrics.appearance_flicker_parts(flickering)
+    expected = {"shade", "stripe_angle" if scene.attribute == "striped" else "dot_offset"}
+    expected |= {"rotation"} if scene.shape == "star" else set()
+    assert set(steady) == set(changing) == expected
+    for part in expected:
+        assert changing[part] > steady[part] + 0.2, (part, steady, changing)
+    assert metrics.toy_appearance_flicker(consistent) < 0.15 < 0.4 < metrics.toy_appearance_flicker(flickering)
+
+
+def test_appearance_flicker_is_none_without_an_object():
+    background = world.render_background("sky", 64, np.random.default_rng([1, 3]))
+    video = np.repeat(np.round(background)[None].astype(np.uint8), 3, axis=0)
+    assert metrics.toy_appearance_flicker(video) is None and metrics.appearance_flicker_parts(video) == {}
+
+
 def test_judge_edit_reports_geometry_as_json(demo):
     verdict = judge_edit(demo, DEMO, demo.frames)
     geometry = verdict["geometry"]

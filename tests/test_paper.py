@@ -234,9 +234,11 @@ def test_paper_metrics_are_computed_with_clip_weights(clip_dir):  # noqa: F811
 
 def synthetic_tables(frames: int = 8) -> dict:
     """A tables dict as run_paper writes it, with made-up numbers for which every claim holds."""
-    toy = {"Video-P2P": (0.9, 35.0, 0.95, 0.9), "w/o DG": (0.8, 30.0, 0.9, 0.85), "TAV+DDIM": (0.7, 20.0, 0.9, 0.9),
-           "w/o MI": (0.5, 33.0, 0.9, 0.88), "w/o SU": (0.85, 34.0, 0.92, 0.89), "Image-P2P": (0.6, 34.0, 0.7, 0.6)}
-    table1 = {name: {**dict(zip(TOY_COLUMNS, values)), "drift_px": 1.0, "size_error": 0.1, "clip_score": None,
+    toy = {"Video-P2P": (0.9, 35.0, 0.95, 0.9, 0.05), "w/o DG": (0.8, 30.0, 0.9, 0.85, 0.1),
+           "TAV+DDIM": (0.7, 20.0, 0.9, 0.9, 0.08), "w/o MI": (0.5, 33.0, 0.9, 0.88, 0.12),
+           "w/o SU": (0.85, 34.0, 0.92, 0.89, 0.09), "Image-P2P": (0.6, 34.0, 0.7, 0.6, 0.6)}
+    columns = TOY_COLUMNS + ("appearance_flicker",)
+    table1 = {name: {**dict(zip(columns, values)), "drift_px": 1.0, "size_error": 0.1, "clip_score": None,
                      "lpips": None, "osv": None, "temp": None, "paper": paper.PAPER_TABLE1[name]}
               for name, values in toy.items()}
     shared = 25 * 77 * 32
@@ -253,7 +255,10 @@ def verdicts(tables) -> dict:
 
 def test_claims_hold_on_numbers_made_to_hold():
     bars = paper.check_bars(synthetic_tables())
-    assert [b["holds"] for b in bars] == [True, True, True, True, True, None, None]  # no CLIP: Temp, OSV unmeasured
+    # background, shared null-text, DDIM, then Image-P2P worst on attribute agreement, object temporal, appearance
+    # flicker, and (no CLIP: unmeasured) Temp and OSV
+    assert [b["holds"] for b in bars] == [True, True, True, True, True, True, None, None]
+    assert "appearance flicker" in bars[5]["claim"] and "Image-P2P 0.600" in bars[5]["detail"]
     assert "35.00 dB" in bars[0]["detail"] and "(8.0×)" in bars[1]["detail"]
     assert bars[-1]["detail"] == "no temp numbers in this run"
 
@@ -286,7 +291,7 @@ def test_orderings_count_the_pairs_ordered_as_in_the_paper():
     tables = synthetic_tables()
     for name, entry in tables["table1"].items():  # the paper's own masked PSNR order, reproduced exactly
         entry["background_psnr"] = paper.PAPER_TABLE1[name]["masked_psnr"]
-    found = {o["paper_metric"]: o for o in paper.orderings(tables)}
+    found = {o["paper_metric"]: o for o in paper.orderings(tables)}  # OSV: appearance flicker's (the later)
     assert set(found) == {"clip_score", "masked_psnr", "osv", "temp"}  # no CLIP numbers: no second OSV/Temp
     assert found["masked_psnr"] == {"column": "background PSNR (dB)", "paper_metric": "masked_psnr", "agree": 15,
                                          "pairs": 15, "ties": 0, "best_in_paper": "Image-P2P",
@@ -294,8 +299,10 @@ def test_orderings_count_the_pairs_ordered_as_in_the_paper():
     tables["table1"]["Image-P2P"]["background_psnr"] = 0.0  # now worst: its 5 pairs flip
     assert paper.ordering(tables, paper.TOY_COLUMNS[1])["agree"] == 10
     # OSV: lower is better in the paper, attribute agreement higher is better here — compared in the right sense
-    osv = found["osv"]
+    osv = paper.ordering(tables, next(c for c in paper.TOY_COLUMNS if c.key == "attribute_agreement"))
     assert osv["best_in_paper"] == "Video-P2P" and osv["best_here"] == "Video-P2P"
+    # ... and appearance flicker, lower is better like OSV
+    assert found["osv"]["column"] == "appearance flicker" and found["osv"]["best_here"] == "Video-P2P"
 
 
 def test_markdown_puts_the_paper_beside_ours():

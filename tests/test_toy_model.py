@@ -77,7 +77,7 @@ def test_the_pattern_is_decided_by_its_own_word_token():
 def test_a_reduced_toy_bench(tmp_path):
     from vp2p.toy.bench import run_bench
 
-    result = run_bench(tmp_path, t2i_count=24, attention_count=6, videos=1, progress=False)
+    result = run_bench(tmp_path, t2i_count=24, attention_count=6, videos=1, progress=False, inflated_videos=2)
     saved = json.loads(Path(tmp_path / "toy_bench.json").read_text())
     assert saved["machine"] and saved["seconds"] > 0
     assert result["t2i_color_acc"] >= 0.75 and result["t2i_background_acc"] >= 0.75
@@ -91,6 +91,13 @@ def test_a_reduced_toy_bench(tmp_path):
     assert strengths[0] < strengths[1] < strengths[2] and strengths[0] < 0.5 * max(strengths), strengths
     # weight 2 does not undo the pattern: stronger than at 0.5, and at least 3/4 of weight 1's (0.917 measured)
     assert strengths[3] > strengths[1] and strengths[3] >= 0.75 * strengths[2], strengths
+    # Issue 17's measures: the swaps' geometry in % of the 64-px width, the inflated untuned model's objects and
+    # frame attention, reweighting per video with broken sweeps flagged.
+    assert result["swap_mean_drift_pct"] == pytest.approx(100 * result["swap_mean_drift_px"] / 64)
+    assert 0 <= result["frame_attention_in_mask"] <= 1 and 0 <= result["inflated_frames_with_object"] <= 1
+    scored = result["reweight_scored_videos"] + len(result["reweight_broken_videos"])
+    assert scored == 1 and (result["reweight_monotonic_share"] is None) == (result["reweight_scored_videos"] == 0)
+    assert {"swap_hit_acc", "swap_mean_max_jump_pct", "swap_frames_without_object"} <= set(result["bars"])
 
 
 def test_the_demo_edits_the_video_and_writes_everything(tmp_path):

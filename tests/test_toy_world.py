@@ -28,7 +28,7 @@ def test_frames_masks_and_caption_shapes():
 def test_masks_cover_exactly_the_object_pixels():
     scene = world.Scene("blue", "circle", "sand", "bouncing", seed=2)
     video = world.render(scene)
-    color = np.array(world.COLORS["blue"])
+    color = np.round(np.array(world.COLORS["blue"]) * video.appearance.shade)
     for frame, mask in zip(video.frames, video.masks):
         interior = mask[1:-1, 1:-1] & mask[:-2, 1:-1] & mask[2:, 1:-1] & mask[1:-1, :-2] & mask[1:-1, 2:]
         inside = np.abs(frame[1:-1, 1:-1][interior].astype(int) - color).max(axis=1)
@@ -46,6 +46,49 @@ def test_objects_move_and_stay_inside_the_frame():
         assert max(np.linalg.norm(c - centers[0]) for c in centers) > 3, motion
         assert not video.masks[:, 0, :].any() and not video.masks[:, -1, :].any()
         assert not video.masks[:, :, 0].any() and not video.masks[:, :, -1].any()
+
+
+def test_canonical_look_renders_the_first_world_and_sampled_looks_vary_across_scenes_not_frames():
+    scene = world.Scene("green", "star", "sky", "sliding", attribute="striped", seed=11)
+    canonical = world.render(scene.replace(appearance=world.CANONICAL), num_frames=3)
+    assert canonical.appearance == world.CANONICAL
+    # The first world's stripes: diagonal bands (u + v) of period 8 px, in the object's own frame.
+    center = world.object_path(scene, 3, 64)[0][1]
+    y, x = np.mgrid[0:64, 0:64] + 0.5
+    diagonal = np.sin(2 * np.pi * ((x - center[0]) + (y - center[1])) / (8 * np.sqrt(2))) > 0
+    assert np.array_equal(world.pattern_mask("striped", 64, tuple(center), world.CANONICAL) > 0, diagonal)
+
+    looks = [world.random_scene(seed).look for seed in range(200)]
+    angles = np.array([a.stripe_angle for a in looks])
+    shades = np.array([a.shade for a in looks])
+    assert angles.min() < 20 and angles.max() > 160 and np.histogram(angles, 4, (0, 180))[0].min() > 30
+    assert shades.min() < world.SHADE_RANGE[0] + 0.02 and shades.max() > world.SHADE_RANGE[1] - 0.02
+    stars = [a.rotation for s, a in zip(map(world.random_scene, range(200)), looks) if s.shape == "star"]
+    assert max(stars) - min(stars) > 50  # of the ±36° sampled
+    assert all(a.rotation == 0 for s, a in zip(map(world.random_scene, range(200)), looks)
+               if s.shape in ("circle", "square"))
+
+    # One look per video: the object's own color and, relative to its centre, its stripes are frame-independent.
+    video = world.render(scene, num_frames=8)
+    assert video.appearance == scene.look == world.sample_appearance(11, "star")
+    centers, _ = world.object_path(scene, 8, 64)
+    inner = [world.shape_coverage("star", 64, tuple(c), 14.0 * 0.6, rotation=video.appearance.rotation) > 0.99
+             for c in centers]
+    plain_colors = {tuple(f[m & (world.pattern_mask("striped", 64, tuple(c), video.appearance) == 0)].max(0))
+                    for f, m, c in zip(video.frames, inner, centers)}
+    assert len(plain_colors) == 1  # the same shade of green in every frame
+    assert not np.array_equal(video.frames, world.render(scene.replace(appearance=world.CANONICAL)).frames)
+    # A word swap keeps the look (the same seed samples the same values whatever the words).
+    swapped = scene.replace(color="red", attribute="dotted").look
+    assert (swapped.stripe_angle, swapped.dot_offset, swapped.shade) == (
+        scene.look.stripe_angle, scene.look.dot_offset, scene.look.shade)
+
+
+def test_appearance_rejects_values_outside_its_ranges():
+    with pytest.raises(ValueError, match="shade=2"):
+        world.Appearance(shade=2)
+    with pytest.raises(ValueError, match="appearance="):
+        world.Scene("red", "circle", "grass", appearance={"shade": 1.0})
 
 
 def test_scene_rejects_words_outside_the_world():

@@ -14,6 +14,9 @@ loaded from a local folder (or a hub id on Colab):
 In the toy world the evaluator reads the answers from pixels, so each has a counterpart that needs no weights:
 ``toy_target_hit`` (CLIP score), ``toy_background_psnr`` (masked PSNR), ``toy_attribute_agreement`` (OSV, but
 higher is better), ``toy_object_temporal`` (Temp); ``evaluator.object_geometry`` adds drift and size errors.
+``toy_appearance_flicker`` measures what neither Temp nor OSV can see in the toy world: how much the object's
+look that the caption leaves open (shade, stripe orientation, dot layout, rotation) changes from frame to frame —
+an edit made frame by frame can pick a new look per frame, one that matches frames keeps one.
 """
 
 from __future__ import annotations
@@ -424,3 +427,46 @@ def toy_object_temporal(video) -> float:
     if len(masks) < 2:
         raise ValueError(f"toy_object_temporal needs at least 2 frames, got {len(masks)}")
     return float(np.mean([aligned_iou(a, b) for a, b in zip(masks[:-1], masks[1:])]))
+
+
+def _circular_spread(phases: np.ndarray) -> float:
+    """1 − |mean of exp(2πi·phase)| for phases in periods: 0 when all equal, ~1 when spread all round."""
+    return float(1 - np.abs(np.exp(2j * np.pi * np.asarray(phases)).mean()))
+
+
+# The rotation's period per shape, as the evaluator reads it (its symmetry).
+_ROTATION_PERIOD = {"star": 72.0, "triangle": 120.0}
+# Per-frame uniform draws of the shade over its range have this standard deviation: flicker 1 means "as if drawn
+# anew in every frame".
+_SHADE_SPREAD = (world.SHADE_RANGE[1] - world.SHADE_RANGE[0]) / np.sqrt(12)
+
+
+def appearance_flicker_parts(video) -> dict[str, float]:
+    """The parts of ``toy_appearance_flicker`` that the video's object has: "shade" (std over frames ÷ that of a
+    uniform draw over ``world.SHADE_RANGE``), "stripe_angle", "dot_offset", "rotation" (circular spread over
+    frames, 0 to 1). Only frames where the object and the part were read count; a part read in < 2 frames is left out.
+    """
+    reading = _read(video)
+    looks = [(f.shape, f.look) for f in reading.frames if f.look is not None]
+    parts = {}
+    if len(looks) >= 2:
+        parts["shade"] = float(np.std([look.shade for _, look in looks]) / _SHADE_SPREAD)
+    angles = [look.stripe_angle / 180.0 for _, look in looks if look.stripe_angle is not None]
+    if len(angles) >= 2:  # an orientation repeats every 180°
+        parts["stripe_angle"] = _circular_spread(angles)
+    offsets = np.array([look.dot_offset for _, look in looks if look.dot_offset is not None])
+    if len(offsets) >= 2:
+        parts["dot_offset"] = float(np.mean([_circular_spread(offsets[:, 0]), _circular_spread(offsets[:, 1])]))
+    rotations = [look.rotation / _ROTATION_PERIOD[shape] for shape, look in looks
+                 if look.rotation is not None and shape == reading.shape]
+    if len(rotations) >= 2:
+        parts["rotation"] = _circular_spread(rotations)
+    return parts
+
+
+def toy_appearance_flicker(video) -> float | None:
+    """How much the object's caption-free look changes across frames: the mean of ``appearance_flicker_parts``
+    (LOWER is more consistent; 0 = one look throughout, ~1 = a new look drawn every frame). None when the object
+    is found in fewer than 2 frames."""
+    parts = appearance_flicker_parts(video)
+    return float(np.mean(list(parts.values()))) if parts else None

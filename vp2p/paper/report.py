@@ -97,7 +97,8 @@ def ordering(tables: dict, column: Column) -> dict | None:
 
     paper_sign = 1 if next(c for c in PAPER_COLUMNS if c.key == column.paper).higher_is_better else -1
     sign = 1 if column.higher_is_better else -1
-    ours = {n: tables["table1"][n][column.key] for n in PAPER_TABLE1 if n in tables["table1"]}
+    # .get: a run written before a column existed (e.g. appearance flicker) has no number for it
+    ours = {n: tables["table1"][n].get(column.key) for n in PAPER_TABLE1 if n in tables["table1"]}
     if len(ours) < len(PAPER_TABLE1) or None in ours.values():
         return None
     theirs = {n: PAPER_TABLE1[n][column.paper] for n in ours}
@@ -152,7 +153,7 @@ def table1_markdown(tables: dict) -> str:
         for column in TOY_COLUMNS:
             if column.paper:
                 row.append(_cell((entry["paper"] or {}).get(column.paper), paper_label[column.paper].fmt))
-            row.append(_cell(entry[column.key], column.fmt))
+            row.append(_cell(entry.get(column.key), column.fmt))
         cells.append(row)
     header = ["method"] + [f"{side} {c.label} {'↑' if c.higher_is_better else '↓'}" for c in CLIP_COLUMNS
                            for side in ("paper", "ours")]
@@ -233,7 +234,7 @@ def metrics_figure(tables: dict):
     import matplotlib.pyplot as plt
 
     columns = [c for c in TOY_COLUMNS + CLIP_COLUMNS
-               if any(e[c.key] is not None for e in tables["table1"].values())]
+               if any(e.get(c.key) is not None for e in tables["table1"].values())]
     names = list(tables["table1"])
     fig, axes = plt.subplots(1, len(columns), figsize=(2.6 * len(columns), 0.28 * len(names) + 1.2),
                              squeeze=False, sharey=True)

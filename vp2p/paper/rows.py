@@ -168,6 +168,8 @@ TOY_COLUMNS = (
     Column("background_psnr", "background PSNR (dB)", True, "masked_psnr", "{:.2f}"),
     Column("attribute_agreement", "attribute agreement", True, "osv"),
     Column("object_temporal", "object temporal", True, "temp"),
+    # how much the caption-free look (shade, stripe angle, dot layout, rotation) changes across frames
+    Column("appearance_flicker", "appearance flicker", False, "osv"),
     Column("drift_px", "drift (px)", False, None, "{:.2f}"),
     Column("size_error", "size error", False, None),  # mean |edited area / source area - 1|
 )

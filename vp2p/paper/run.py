@@ -77,6 +77,7 @@ def score_edit(video: world.ToyVideo, case: EditCase, edited: np.ndarray, scorer
         "background_psnr": verdict["background_psnr"],
         "attribute_agreement": metrics.toy_attribute_agreement(reading),
         "object_temporal": metrics.toy_object_temporal(reading),
+        "appearance_flicker": metrics.toy_appearance_flicker(reading),
         "drift_px": verdict["geometry"]["mean_drift_px"],
         "size_error": verdict["geometry"]["mean_abs_size_error"],
         "frames_without_object": verdict["geometry"]["frames_without_object"],

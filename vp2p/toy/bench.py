@@ -4,9 +4,14 @@ Everything is measured on seeds never used in training, with the evaluator readi
 
 * text-to-image: color / shape / background accuracy of generated images for random captions;
 * ``attention_in_mask``: share of the shape word's cross-attention inside the object (noised real frames);
+* the inflated, untuned model (what Video-P2P starts from): does a video sampled from noise keep its object in
+  every frame, and where do object queries of frames ≥ 1 look in frame 0 (share of frame attention inside the
+  frame-0 object: SD's self-attention matches content across images, so a good stand-in looks at the object);
 * the full pipeline (inflate → tune → null-text inversion → edit) on held-out videos: reconstruction PSNR, color
-  and shape swaps (with LocalBlend), background PSNR outside the objects, refinement adding a pattern, and
-  whether reweighting the pattern word makes the pattern stronger.
+  and shape swaps (with LocalBlend) — hits, drift (% of the frame width), |size error|, per-video largest jump,
+  frames without an object —, background PSNR outside the objects, refinement adding a pattern, and whether
+  reweighting the pattern word makes the pattern stronger (per video; sweeps with a broken edit — no object
+  found, or the background collapsed — are flagged, not scored).
 """
 
 from __future__ import annotations
@@ -80,6 +85,70 @@ def attention_in_mask(pipe, count: int = 50, timesteps=(200, 400, 600, 800), see
     return float(np.mean(shares))
 
 
+INFLATED_CAPTIONS_SEED = HELD_OUT + 30_000  # seeds of the captions sampled with the inflated model
+FRAME_ATTENTION_TIMESTEPS = (200, 400, 600)
+
+
+@torch.no_grad()
+def inflated_model_metrics(model: str = "toy", videos: int = 10, attention_videos: int = 10, seed: int = 0,
+                           progress: bool = False, device="cpu") -> dict:
+    """The inflated, untuned model: share of sampled videos (8 frames, from noise) whose every frame shows an
+    object, and the share of frame attention of object queries (frames ≥ 1, 16×16 maps) inside frame 0's object,
+    on noised held-out videos."""
+    from vp2p.inflation import inflate_unet
+    from vp2p.inspect.probes import generate
+    from vp2p.io.loading import load_pipeline
+
+    pipe = load_pipeline(model, device=device)
+    inflate_unet(pipe.unet)
+    found = []
+    for i in tqdm(range(videos), desc="inflated samples", disable=not progress):
+        caption = world.random_scene(INFLATED_CAPTIONS_SEED + seed + i).caption
+        masks = evaluator.read_video(generate(pipe, caption, 8, seed=seed + i)).masks
+        found.append(masks.any(axis=(1, 2)))
+    return {"inflated_videos_with_object_in_every_frame": float(np.mean([f.all() for f in found])),
+            "inflated_frames_with_object": float(np.mean(found)),
+            "frame_attention_in_mask": frame_attention_in_mask(pipe, attention_videos, seed)}
+
+
+class _FrameAttentionCapture:
+    """Keeps the frame attention's probabilities at one query length (a controller that changes nothing)."""
+
+    def __init__(self, query_length: int):
+        self.query_length, self.probs = query_length, []
+
+    def wants(self, layer, query_length):
+        return layer.kind == "frame" and query_length == self.query_length
+
+    def __call__(self, probs, layer, num_frames):
+        self.probs.append(probs)
+        return probs
+
+
+def frame_attention_in_mask(pipe, count: int = 10, seed: int = 0) -> float:
+    """Mean share of frame attention that object queries of frames ≥ 1 put inside frame 0's object (16×16 maps,
+    heads and layers averaged) on noised held-out videos; ``pipe.unet`` inflated."""
+    from vp2p.toy.train_video import frame_attention_inside
+
+    shares = []
+    for i in range(count):
+        video = world.render(world.random_scene(HELD_OUT + 40_000 + seed + i))
+        z0 = pipe.encode_video(video.frames)
+        side = z0.shape[-1]
+        cover = torch.nn.functional.avg_pool2d(torch.from_numpy(video.masks).float()[:, None],
+                                               video.masks.shape[-1] // side).flatten(1)
+        emb = pipe.encode_text(video.caption).expand(len(z0), -1, -1)
+        for t in FRAME_ATTENTION_TIMESTEPS:
+            capture = _FrameAttentionCapture(side * side)
+            noise = torch.randn(z0.shape, generator=torch.Generator().manual_seed(seed + i))
+            pipe.unet(pipe.scheduler.add_noise(z0, noise, torch.tensor([t])), t, encoder_hidden_states=emb,
+                      cross_attention_kwargs={"controller": capture, "num_frames": len(z0)})
+            for probs in capture.probs:
+                inside, queries = frame_attention_inside(probs, cover, len(z0))
+                shares.append(float((inside.mean(1) * queries).sum() / queries.sum().clamp_min(1)))
+    return float(np.mean(shares))
+
+
 def judge_edit(source: world.ToyVideo, target: world.Scene, edited: np.ndarray, reading=None) -> dict:
     """Evaluator's verdict on an edited video: fields read, whether each matches ``target``, background PSNR, and
     ``geometry``: how far the edited object drifted from the source's and how its size changed (px, per frame and
@@ -125,7 +194,7 @@ def pipeline_metrics(model: str = "toy", count: int = 20, settings=None, seed: i
             row[f"swap_{kind}_background_psnr"] = verdict["background_psnr"]
             row[f"swap_{kind}_geometry"] = verdict["geometry"]
         refined = scene.replace(attribute=str(rng.choice(world.ATTRIBUTES)))
-        strengths = []
+        strengths, broken = [], []
         for weight in REWEIGHTS + (OVERDRIVE,):
             # Refine injects the source maps for 80% of the steps; the reweighted word keeps its weight through all
             # of them (a per-word window), else the last steps, where the toy model draws fine patterns, undo it.
@@ -135,10 +204,12 @@ def pipeline_metrics(model: str = "toy", count: int = 20, settings=None, seed: i
                               eq_params={refined.attribute: weight})
             verdict = judge_edit(video, refined, result.edited)
             strengths.append(verdict["attribute_strength"])
+            broken.append(broken_edit(verdict))
             if weight == 1.0:
                 row["refine_attribute_hit"] = verdict["hits"]["attribute"]
         row["reweight_strengths"], row["reweight_overdrive_strength"] = strengths[:-1], strengths[-1]
-        row["seconds"] = run.seconds
+        row["reweight_broken"] = broken[:-1]  # per weight: None, or why the edit is not scored
+        row["seconds"], row["width"] = run.seconds, video.frames.shape[2]
         rows.append(row)
     mean_strengths = np.mean([r["reweight_strengths"] for r in rows], axis=0)
     overdrive = np.mean([r["reweight_overdrive_strength"] for r in rows])
@@ -151,23 +222,59 @@ def pipeline_metrics(model: str = "toy", count: int = 20, settings=None, seed: i
         "reweight_weights": list(REWEIGHTS),
         "reweight_strengths": [float(x) for x in mean_strengths],
         "reweight_monotonic": bool(np.all(np.diff(mean_strengths) > 0)),
+        **reweight_per_video(rows),
         "reweight_overdrive": {"weight": OVERDRIVE, "strength": float(overdrive)},
         **swap_geometry(rows),
         "videos": rows,
     }
 
 
+# An edit whose background PSNR falls below this has repainted the frame (e.g. reweighting's overdrive tints it):
+# its pattern strength says nothing about the pattern, so it is flagged rather than scored.
+COLLAPSED_BACKGROUND_DB = 20.0
+
+
+def broken_edit(verdict: dict) -> str | None:
+    """Why an edit cannot be scored ("no object found" in some frame, "background collapsed"), or None."""
+    if verdict["geometry"]["frames_without_object"]:
+        return "no object found"
+    if verdict["background_psnr"] < COLLAPSED_BACKGROUND_DB:
+        return "background collapsed"
+    return None
+
+
+def reweight_per_video(rows: list[dict]) -> dict:
+    """Per video, whether the pattern strength rises with every weight step; videos with a broken edit in the
+    sweep are flagged (listed with the reason) and left out of the share."""
+    scored = [r for r in rows if not any(r["reweight_broken"])]
+    rising = [bool(np.all(np.diff(r["reweight_strengths"]) > 0)) for r in scored]
+    return {"reweight_monotonic_share": float(np.mean(rising)) if rising else None,
+            "reweight_scored_videos": len(scored),
+            "reweight_broken_videos": [{"video": i, "caption": r["caption"],
+                                        "broken": {str(w): b for w, b in zip(REWEIGHTS, r["reweight_broken"]) if b}}
+                                       for i, r in enumerate(rows) if any(r["reweight_broken"])]}
+
+
 def swap_geometry(rows: list[dict]) -> dict:
-    """Where the swapped object ends up, over every swap of every video: mean drift (px, 64-px frames), mean |size
-    error|, the largest jump, frames where no object was found; and the reconstructions' drift, the floor."""
-    swaps = [r[f"swap_{k}_geometry"] for r in rows for k in ("color", "shape")]
+    """Where the swapped object ends up, over every swap of every video: hits, mean drift (px and % of the frame
+    width), mean |size error|, the largest jump and the mean of each edit's largest jump (% of the width), frames
+    where no object was found; and the reconstructions' drift, the floor."""
+    kinds = ("color", "shape")
+    swaps = [r[f"swap_{k}_geometry"] for r in rows for k in kinds]
+    widths = [r.get("width", 64) for r in rows for _ in kinds]
     recon = [r["reconstruction_geometry"] for r in rows]
+    in_pct = [{**g, "mean_drift_pct": None if g["mean_drift_px"] is None else 100 * g["mean_drift_px"] / w,
+               "max_jump_pct": None if g["max_jump_px"] is None else 100 * g["max_jump_px"] / w}
+              for g, w in zip(swaps, widths)]
 
     def mean(items, key):
         values = [g[key] for g in items if g[key] is not None]
         return float(np.mean(values)) if values else None
 
-    return {"swap_mean_drift_px": mean(swaps, "mean_drift_px"),
+    return {"swap_hit_acc": float(np.mean([r[f"swap_{k}_hit"] for r in rows for k in kinds])),
+            "swap_mean_drift_pct": mean(in_pct, "mean_drift_pct"),
+            "swap_mean_max_jump_pct": mean(in_pct, "max_jump_pct"),
+            "swap_mean_drift_px": mean(swaps, "mean_drift_px"),
             "swap_mean_abs_size_error": mean(swaps, "mean_abs_size_error"),
             "swap_max_jump_px": max((g["max_jump_px"] for g in swaps if g["max_jump_px"] is not None), default=None),
             "swap_frames_without_object": int(sum(g["frames_without_object"] for g in swaps)),
@@ -175,14 +282,18 @@ def swap_geometry(rows: list[dict]) -> dict:
             "reconstruction_mean_abs_size_error": mean(recon, "mean_abs_size_error")}
 
 
+# Bars from below (at least this much) and from above (at most); issue 17 set the swaps' geometry, hits, the
+# per-video reweighting share and the inflated model's objects; the frame-attention share is reported, not barred.
 BARS = {"t2i_color_acc": 0.90, "t2i_shape_acc": 0.80, "t2i_background_acc": 0.90, "attention_in_mask": 0.60,
-        "reconstruction_psnr": 28.0, "swap_color_acc": 0.85, "swap_shape_acc": 0.60, "background_psnr": 28.0,
-        "refine_attribute_acc": 0.60}
-LIMITS = {"swap_mean_drift_px": 2.0}  # bars from above: at most this much
+        "reconstruction_psnr": 28.0, "swap_color_acc": 0.85, "swap_shape_acc": 0.60, "swap_hit_acc": 0.95,
+        "background_psnr": 28.0, "refine_attribute_acc": 0.60, "reweight_monotonic_share": 0.90,
+        "inflated_videos_with_object_in_every_frame": 1.0}
+LIMITS = {"swap_mean_drift_pct": 1.6, "swap_mean_abs_size_error": 0.08, "swap_mean_max_jump_pct": 6.0,
+          "swap_frames_without_object": 0}
 
 
 def run_bench(out, model: str = "toy", t2i_count: int = 200, attention_count: int = 50, videos: int = 20,
-              settings=None, progress=True, overwrite: bool = False, device="cpu") -> dict:
+              settings=None, progress=True, overwrite: bool = False, device="cpu", inflated_videos: int = 10) -> dict:
     """All toy metrics of ``model`` (a model of the toy world) on ``device`` into ``out/toy_bench.json`` (with the
     bars and which were met)."""
     from vp2p.io.loading import load_pipeline
@@ -198,9 +309,10 @@ def run_bench(out, model: str = "toy", t2i_count: int = 200, attention_count: in
     result = {"model": model, "machine": machine()}
     result.update(t2i_metrics(pipe, t2i_count))
     result["attention_in_mask"] = attention_in_mask(pipe, attention_count)
+    result.update(inflated_model_metrics(model, inflated_videos, inflated_videos, progress=progress, device=device))
     result.update(pipeline_metrics(model, videos, settings, progress=progress, device=device))
     result["seconds"] = time.perf_counter() - start
-    result["bars"] = {k: {"bar": v, "met": bool(result[k] >= v)} for k, v in BARS.items()}
+    result["bars"] = {k: {"bar": v, "met": result[k] is not None and bool(result[k] >= v)} for k, v in BARS.items()}
     result["bars"].update({k: {"at_most": v, "met": result[k] is not None and bool(result[k] <= v)}
                            for k, v in LIMITS.items()})
     result["bars"]["reweight_monotonic"] = {"bar": True, "met": result["reweight_monotonic"]}

@@ -287,17 +287,22 @@ def build_dataset(work: Path, vae, tokenizer, count: int, first_seed: int = DATA
 
 
 class AttentionCapture:
-    """A controller that hands the cross-attention probabilities (with their gradients) to the training loss."""
+    """A controller that hands attention probabilities (with their gradients) to the training losses: the
+    cross-attention's at ``query_lengths`` in ``probs``, the frame attention's at ``frame_lengths`` (none unless
+    set; the video stage sets it) in ``frame_probs``."""
 
-    def __init__(self, query_lengths: set[int]):
-        self.query_lengths = query_lengths
+    def __init__(self, query_lengths: set[int], frame_lengths: set[int] = frozenset()):
+        self.query_lengths, self.frame_lengths = query_lengths, frame_lengths
         self.probs: list[torch.Tensor] = []
+        self.frame_probs: list[torch.Tensor] = []
 
     def wants(self, layer, query_length):
-        return layer.kind == "cross" and query_length in self.query_lengths
+        if layer.kind == "cross":
+            return query_length in self.query_lengths
+        return layer.kind == "frame" and query_length in self.frame_lengths
 
     def __call__(self, probs, layer, num_frames):
-        self.probs.append(probs)
+        (self.probs if layer.kind == "cross" else self.frame_probs).append(probs)
         return probs
 
 
@@ -431,6 +436,19 @@ def write_toy_tokenizer(folder: Path) -> Path:
     return write_tokenizer(list(world.VOCABULARY), folder)
 
 
+def optimizer_step(loss, params, opt, sched, ema_pairs, ema_decay: float) -> None:
+    """One update: gradients clipped to norm 1, the learning-rate schedule stepped, each (EMA, model) pair's EMA
+    moved towards the model."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    opt.step()
+    sched.step()
+    with torch.no_grad():
+        for ema, model in ema_pairs:
+            torch._foreach_lerp_(list(ema.parameters()), list(model.parameters()), 1 - ema_decay)
+
+
 def train_unet(work: Path, vae, steps: int, data_count: int, batch: int = 32, lr: float = 5e-4,
                attn_weight: float = 0.05, ema_decay: float = 0.999, seed: int = 0, eval_every: int = 2000,
                log_every: int = 100, device=None, name: str = "unet", init: Path | None = None,
@@ -495,15 +513,8 @@ def train_unet(work: Path, vae, steps: int, data_count: int, batch: int = 32, lr
         masks = {k: v[idx].to(device) for k, v in data["masks"].items()}
         # spliced captions' token positions no longer match their words: no attention target for them
         attn = attention_loss(capture.probs, masks, [data["roles"][i] for i in idx.tolist()], keep & (plan == 0))
-        loss = diffusion + attn_weight * attn
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        sched.step()
-        with torch.no_grad():
-            for part, model in (("unet", unet), ("text", text_encoder)):
-                torch._foreach_lerp_(list(ema[part].parameters()), list(model.parameters()), 1 - ema_decay)
+        optimizer_step(diffusion + attn_weight * attn, params, opt, sched,
+                       [(ema["unet"], unet), (ema["text"], text_encoder)], ema_decay)
         if (step + 1) % log_every == 0:
             bar.set_postfix(diff=f"{diffusion.item():.4f}", attn=f"{attn.item():.3f}")
             log.write(json.dumps({"step": step + 1, "diffusion": diffusion.item(), "attention": attn.item()}) + "\n")
@@ -548,13 +559,13 @@ def export(out: Path, vae, text_encoder, tokenizer, unet, overwrite: bool = Fals
 def load_checkpoint(work: Path, name: str | None = None):
     """The EMA UNet, text encoder and tokenizer of a checkpoint in ``work`` (to export a model mid-training).
 
-    ``name``: "unet" or "finetune"; by default the latest stage that has one.
+    ``name``: "unet", "finetune" or "video"; by default the latest stage that has one.
     """
     from diffusers import UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
-    name = name or ("finetune" if (work / "finetune.pt").exists() else "unet")
-    tokenizer = CLIPTokenizer.from_pretrained(work / "tokenizer")
+    name = name or next((n for n in ("video", "finetune") if (work / f"{n}.pt").exists()), "unet")
+    tokenizer = CLIPTokenizer.from_pretrained(work / ("init_model/tokenizer" if name == "video" else "tokenizer"))
     state = torch.load(work / f"{name}.pt", weights_only=False, map_location="cpu")
     text_encoder = CLIPTextModel(CLIPTextConfig(**text_encoder_config(
         len(tokenizer), tokenizer.bos_token_id, tokenizer.eos_token_id)))
@@ -583,8 +594,18 @@ def main(argv=None, prog: str | None = None):
     parser.add_argument("--data", type=int, default=40000, help="number of rendered training frames")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--attn-weight", type=float, default=0.05)
-    parser.add_argument("--stage", default="all", choices=["vae", "all", "export"],
-                        help="export: write --out from the last checkpoint in --work (e.g. mid-training)")
+    parser.add_argument("--stage", default="all", choices=["vae", "all", "video", "export"],
+                        help="video: fine-tune --init on the new world with video batches (vp2p.toy.train_video); "
+                             "export: write --out from the last checkpoint in --work (e.g. mid-training)")
+    video = parser.add_argument_group("--stage video (see vp2p/toy/train_video.py)")
+    video.add_argument("--init", default=None, help="model folder to start from (default: the shipped toy model)")
+    video.add_argument("--video-steps", type=int, default=6000)
+    video.add_argument("--video-scenes", type=int, default=12000, help="scenes in the data set (4 frames each)")
+    video.add_argument("--video-share", type=float, default=0.5, help="share of batches that are videos")
+    video.add_argument("--video-lr", type=float, default=2e-4)
+    video.add_argument("--frame-attn-weight", type=float, default=0.05)
+    video.add_argument("--ckpt-every", type=int, default=250)
+    video.add_argument("--seed", type=int, default=2)
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     parser.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
     args = parser.parse_args(argv)
@@ -595,6 +616,8 @@ def main(argv=None, prog: str | None = None):
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
+    if args.stage == "video":
+        return run_video_stage(args, work)
     if not (work / "vae" / "config.json").exists():
         _, report = train_vae(work, args.vae_steps, device=args.device)
         print("vae:", report, f"{time.time() - t0:.0f}s")
@@ -603,6 +626,8 @@ def main(argv=None, prog: str | None = None):
     vae = AutoencoderKL.from_pretrained(work / "vae").eval().requires_grad_(False)
     if args.stage == "export":
         unet, text_encoder, tokenizer, step = load_checkpoint(work)
+        if (work / "init_model" / "vae").exists():  # a video stage's work folder: its VAE is the init's
+            vae = AutoencoderKL.from_pretrained(work / "init_model" / "vae").eval()
         if (work / "vae_decoder" / "config.json").exists():
             vae = AutoencoderKL.from_pretrained(work / "vae_decoder").eval()
         export(Path(args.out), vae, text_encoder, tokenizer, unet, args.overwrite)
@@ -620,6 +645,27 @@ def main(argv=None, prog: str | None = None):
     print(f"trained in {time.time() - t0:.0f}s")
     if args.out:
         export(Path(args.out), vae.cpu(), text_encoder.cpu(), tokenizer, unet.cpu(), args.overwrite)
+
+
+def run_video_stage(args, work: Path) -> None:
+    """``--stage video``: fine-tune, optionally touch up the decoder, export (see vp2p.toy.train_video)."""
+    from vp2p.io.loading import toy_model_path
+    from vp2p.toy.train_video import train_video
+
+    if args.out and (Path(args.out) / "unet").exists() and not args.overwrite:
+        raise SystemExit(f"error: {args.out} already holds a model; pass --overwrite to replace it")
+    t0 = time.time()
+    device = torch.device(args.device or default_device())
+    unet, text_encoder, tokenizer, vae = train_video(
+        work, Path(args.init or toy_model_path()), args.video_steps, args.video_scenes, args.batch, lr=args.video_lr,
+        video_share=args.video_share, attn_weight=args.attn_weight, frame_attn_weight=args.frame_attn_weight,
+        word_mix=args.word_mix, seed=args.seed, ckpt_every=args.ckpt_every, device=device)
+    if args.decoder_steps:
+        vae = train_decoder(work, vae.cpu(), args.decoder_steps, device=device)
+    print(f"video stage done in {time.time() - t0:.0f}s")
+    if args.out:
+        export(Path(args.out), vae.cpu(), text_encoder.cpu(), tokenizer, unet.cpu(), args.overwrite)
+        print(f"exported to {args.out}")
 
 
 if __name__ == "__main__":

@@ -5,6 +5,14 @@ optionally seen at night. ``render(scene)`` gives frames ``uint8 (F, H, W, 3)``,
 caption such as "a red striped circle bouncing on the grass". Everything is a pure function of the scene, so a seed
 always gives the same video. Textures are smooth on purpose (no detail finer than about 8 pixels) so that the toy
 VAE, which downsamples by 4, can reconstruct them well.
+
+**Appearance the caption leaves open** (``Appearance``): the stripes' orientation and phase, the dot grid's offset,
+a shade within the object's color, the star's and the triangle's rotation — and the background's texture, which
+was always drawn from the seed. They are sampled per scene from its seed and are the same in every frame of its
+video, as an object's look is in a real clip. A caption names "a blue striped star", not which blue, which way the
+stripes run or how the star is turned, so a model that edits frame by frame can pick a different look per frame
+(flicker) while one that matches frames keeps one; the evaluator reads these back. ``CANONICAL`` is the fixed look
+of the first toy world (diagonal stripes, no rotation, the palette's own color).
 """
 
 from __future__ import annotations
@@ -53,9 +61,69 @@ VOCABULARY = tuple(
 )
 
 
+# Brightness gain of the object's color: small enough that every shade is still nearest its own palette color
+# (and ~60 RGB units or more from every background), large enough to read back from pixels.
+SHADE_RANGE = (0.86, 1.06)
+# Rotations sampled per shape (degrees, uniform in ±value): the star's full symmetry (72°) and a tilt of the
+# triangle that keeps it point-up (at 30° an equilateral triangle points sideways), so "triangle" keeps naming
+# one outline family.
+ROTATION_RANGE = {"star": 36.0, "triangle": 15.0}
+STRIPE_PERIOD = 8.0  # px at 64 px, across the bands
+DOT_CELL = 7.0  # px at 64 px, the dot grid's spacing
+DOT_RADIUS = 2.6  # px at 64 px, where a dot's edge fades out
+
+
+@dataclass(frozen=True)
+class Appearance:
+    """What a scene's caption leaves open; constant over the frames of its video. Angles in degrees.
+
+    stripe_angle: direction the stripes run across, the normal of the bands (0: vertical bands, 45: the first
+    world's diagonals), in [0, 180); stripe_phase: offset of the bands along that normal, in periods [0, 1);
+    dot_offset: (x, y) offset of the dot grid, in grid cells [0, 1)²; shade: the object's brightness gain within
+    its color (SHADE_RANGE); rotation: the star's or the triangle's turn from upright (0 for the other shapes).
+    """
+
+    stripe_angle: float = 45.0
+    stripe_phase: float = 0.0
+    dot_offset: tuple[float, float] = (0.0, 0.0)
+    shade: float = 1.0
+    rotation: float = 0.0
+
+    def __post_init__(self):
+        checks = [("stripe_angle", self.stripe_angle, 0, 180), ("stripe_phase", self.stripe_phase, 0, 1),
+                  ("dot_offset[0]", self.dot_offset[0], 0, 1), ("dot_offset[1]", self.dot_offset[1], 0, 1),
+                  ("shade", self.shade, *SHADE_RANGE), ("rotation", self.rotation, -90, 90)]
+        for name, value, lo, hi in checks:
+            if not lo <= value <= hi:
+                raise ValueError(f"Appearance {name}={value!r} is outside [{lo}, {hi}]; give a value in that range.")
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+# The canonical look of the first toy world: diagonal stripes, dots on the object-centred grid, palette color.
+CANONICAL = Appearance()
+
+
+def sample_appearance(seed: int, shape: str) -> Appearance:
+    """The look of scene ``seed``: every value is drawn whatever the scene's words, so changing a word (a swap, a
+    pattern added or dropped) keeps the rest of the look."""
+    rng = np.random.default_rng([seed, 4])
+    angle, phase, ox, oy, shade, turn = rng.uniform(0, 1, 6)
+    spread = ROTATION_RANGE.get(shape, 0.0)
+    return Appearance(
+        stripe_angle=float(180 * angle),
+        stripe_phase=float(phase),
+        dot_offset=(float(ox), float(oy)),
+        shade=float(SHADE_RANGE[0] + (SHADE_RANGE[1] - SHADE_RANGE[0]) * shade),
+        rotation=float(spread * (2 * turn - 1)),
+    )
+
+
 @dataclass(frozen=True)
 class Scene:
-    """A full description of one toy video. ``seed`` fixes texture, size, position and motion phase."""
+    """A full description of one toy video. ``seed`` fixes texture, size, position, motion phase and, unless
+    ``appearance`` is given (e.g. ``CANONICAL``), the look the caption leaves open (``sample_appearance``)."""
 
     color: str
     shape: str
@@ -64,6 +132,7 @@ class Scene:
     attribute: str | None = None
     style: str | None = None
     seed: int = 0
+    appearance: Appearance | None = None
 
     def __post_init__(self):
         for field, value, allowed in [
@@ -76,6 +145,13 @@ class Scene:
         ]:
             if value not in allowed:
                 raise ValueError(f"Scene {field}={value!r} is not in the toy world; choose one of {allowed}.")
+        if self.appearance is not None and not isinstance(self.appearance, Appearance):
+            raise ValueError(f"Scene appearance={self.appearance!r} is not a world.Appearance; pass one or None.")
+
+    @property
+    def look(self) -> Appearance:
+        """The appearance this scene renders with: the given one, or the one its seed samples."""
+        return self.appearance or sample_appearance(self.seed, self.shape)
 
     @property
     def caption(self) -> str:
@@ -86,7 +162,7 @@ class Scene:
         return " ".join(words)
 
     def replace(self, **changes) -> "Scene":
-        """The same scene (same seed: same texture, size and path) with some words changed."""
+        """The same scene (same seed: same texture, size, path and look) with some words changed."""
         return dataclasses.replace(self, **changes)
 
 
@@ -96,6 +172,7 @@ class ToyVideo:
     masks: np.ndarray  # bool (F, H, W): where the object is
     caption: str
     scene: Scene
+    appearance: Appearance | None = None  # the look rendered (ground truth for the evaluator)
 
 
 def random_scene(seed: int, attribute_rate: float = 0.35, style_rate: float = 0.15) -> Scene:
@@ -182,13 +259,18 @@ def _inside_polygon(x: np.ndarray, y: np.ndarray, vertices: np.ndarray) -> np.nd
     return inside
 
 
-def shape_coverage(shape: str, size: int, center: tuple[float, float], radius: float, supersample: int = 4):
-    """Anti-aliased coverage in [0, 1], float (size, size), of a shape of the given radius centred at (x, y)."""
+def shape_coverage(shape: str, size: int, center: tuple[float, float], radius: float, supersample: int = 4,
+                   rotation: float = 0.0):
+    """Anti-aliased coverage in [0, 1], float (size, size), of a shape of the given radius centred at (x, y),
+    turned by ``rotation`` degrees (clockwise on screen) about its centre."""
     n = size * supersample
     coords = (np.arange(n) + 0.5) / supersample
     x = coords[None, :] - center[0]
     y = coords[:, None] - center[1]
     x, y = np.broadcast_arrays(x, y)
+    if rotation:  # turn the sample points the other way: the shape turns by ``rotation``
+        c, s = np.cos(np.radians(rotation)), np.sin(np.radians(rotation))
+        x, y = c * x + s * y, -s * x + c * y
     if shape == "circle":
         inside = x**2 + y**2 <= radius**2
     elif shape == "square":
@@ -203,19 +285,23 @@ def shape_coverage(shape: str, size: int, center: tuple[float, float], radius: f
     return inside.reshape(size, supersample, size, supersample).mean(axis=(1, 3))
 
 
-def pattern_mask(attribute: str | None, size: int, center: tuple[float, float]) -> np.ndarray:
+def pattern_mask(attribute: str | None, size: int, center: tuple[float, float],
+                 appearance: Appearance = CANONICAL) -> np.ndarray:
     """Where the object shows its darker pattern (float 0..1), in the object's own frame so it moves with it."""
     if attribute is None:
         return np.zeros((size, size))
     s = size / 64.0
     y, x = np.mgrid[0:size, 0:size] + 0.5
     u, v = (x - center[0]) / s, (y - center[1]) / s
-    if attribute == "striped":  # diagonal bands, period 8 px, half dark
-        return (np.sin(2 * np.pi * (u + v) / (8 * np.sqrt(2))) > 0).astype(float)
-    if attribute == "dotted":  # dots of radius 2 px on a 7 px grid
-        du = (u + 3.5) % 7 - 3.5
-        dv = (v + 3.5) % 7 - 3.5
-        return np.clip(2.6 - np.sqrt(du**2 + dv**2), 0, 1)
+    if attribute == "striped":  # bands of period 8 px across ``stripe_angle``, half dark
+        a = np.radians(appearance.stripe_angle)
+        across = (u * np.cos(a) + v * np.sin(a)) / STRIPE_PERIOD + appearance.stripe_phase
+        return (np.sin(2 * np.pi * across) > 0).astype(float)
+    if attribute == "dotted":  # dots of radius 2 px on a 7 px grid, shifted by ``dot_offset``
+        half = DOT_CELL / 2
+        du = (u - DOT_CELL * appearance.dot_offset[0] + half) % DOT_CELL - half
+        dv = (v - DOT_CELL * appearance.dot_offset[1] + half) % DOT_CELL - half
+        return np.clip(DOT_RADIUS - np.sqrt(du**2 + dv**2), 0, 1)
     raise ValueError(f"unknown attribute {attribute!r}; choose one of {ATTRIBUTES}")
 
 
@@ -259,16 +345,18 @@ def render(scene: Scene, num_frames: int = 8, size: int = 64, indices=None) -> T
     if num_frames < 1 or size < 16:
         raise ValueError(f"render needs num_frames >= 1 and size >= 16, got {num_frames} and {size}.")
     background = render_background(scene.background, size, np.random.default_rng([scene.seed, 3]))
-    color = np.array(COLORS[scene.color], dtype=np.float64)
+    look = scene.look
+    color = np.minimum(np.array(COLORS[scene.color], dtype=np.float64) * look.shade, 255)
     centers, radius = object_path(scene, num_frames, size)
+    rotation = look.rotation if scene.shape in ROTATION_RANGE else 0.0
     frames, masks = [], []
     for center in centers if indices is None else centers[list(indices)]:
-        coverage = shape_coverage(scene.shape, size, tuple(center), radius)
-        pattern = pattern_mask(scene.attribute, size, tuple(center))
+        coverage = shape_coverage(scene.shape, size, tuple(center), radius, rotation=rotation)
+        pattern = pattern_mask(scene.attribute, size, tuple(center), look)
         paint = color * (1 - (1 - PATTERN_SHADE) * pattern[..., None])
         frame = background * (1 - coverage[..., None]) + paint * coverage[..., None]
         if scene.style == "night":
             frame = frame * NIGHT_GAIN
         frames.append(np.clip(np.round(frame), 0, 255).astype(np.uint8))
         masks.append(coverage >= 0.5)
-    return ToyVideo(np.stack(frames), np.stack(masks), scene.caption, scene)
+    return ToyVideo(np.stack(frames), np.stack(masks), scene.caption, scene, look)
