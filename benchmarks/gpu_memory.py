@@ -269,7 +269,7 @@ def t4_minutes(flops: float) -> float:
 # samples before and after; 03 tunes (cached) and inverts five ways; 04-06 prepare (cached) and edit; 07 runs
 # paper.run_paper's rows on one clip of 4 frames (3 tunings, 6 null-text inversions, 2 other inversions, 11 edits).
 NOTEBOOKS = {
-    "01_inflation": [("sample", 3, {"steps": 25})],
+    "01_inflation": [("sample", 3, {"steps": 25, "frames": FRAMES})],
     "02_tuning": [("tune", 1, {}), ("sample", 2, {})],
     "03_inversion": [("tune", 1, {"cached": True}), ("null-text", 2, {}), ("ddim", 3, {})],
     "04_word_swap": [("tune", 1, {"cached": True}), ("null-text", 1, {"cached": True}), ("edit", 3, {})],

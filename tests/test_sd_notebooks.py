@@ -5,7 +5,8 @@ everything. What this proves: no notebook assumes the toy's 64-px frames, 16×16
 the path students take in Colab; what it cannot: how good an edit by the real weights looks.
 
 One module, so that the notebooks share one model folder and one cache (notebook 03 finds 02's tuning, as in
-Colab) and run on one test worker. ``-m "not sd_notebooks"`` leaves them out.
+Colab) and run on one test worker. ``-m "not sd_notebooks"`` leaves them out; notebook 07 (eleven paper rows)
+runs only with ``VP2P_TEST_SD_PAPER=1``: passed in 451 s on the shared 2-core VM, over the CI budget.
 """
 
 import os
@@ -50,16 +51,19 @@ def outputs(nb) -> str:
     return "\n".join(text)
 
 
-@pytest.mark.parametrize("name", ORDER)
+# Notebook 07 runs the paper's eleven rows: 7.5 min on this project's shared 2-core VM even at tiny sizes, over the
+# CI budget; it runs when VP2P_TEST_SD_PAPER=1.
+PAPER_OPT_IN = pytest.mark.skipif(os.environ.get("VP2P_TEST_SD_PAPER") != "1",
+                                  reason="notebook 07 on SD takes minutes: set VP2P_TEST_SD_PAPER=1")
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=PAPER_OPT_IN) if n == "07_paper" else n for n in ORDER])
 def test_notebook_runs_on_stable_diffusion(name, sd_environment):
     nb = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
     NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()
     text = outputs(nb)
-    model = Path(sd_environment["VP2P_MODEL"]).name
-    if name != "studio":
-        assert f"{model}" in text or "sd15" in text, "the notebook did not say which model it loaded"
-    if name not in ("07_paper", "studio"):  # the setup cell's T4 estimate, before the long cells
-        minutes = re.search(r"about (\d+) minutes on a T4", text)
-        assert minutes, f"{name} printed no T4 estimate on Stable Diffusion"
+    if name != "studio":  # the setup cell's T4 estimate, printed on Stable Diffusion before the long cells
+        assert re.search(r"Stable Diffusion 1\.5, 8 frames of 512², official settings: about \d+ minutes on a T4",
+                         text), f"{name} printed no T4 estimate on Stable Diffusion"
     toy_only = {"03_inversion", "04_word_swap", "05_refinement", "06_reweighting"}
     assert ("skipped here: the toy evaluator" in text) == (name in toy_only)
