@@ -45,9 +45,10 @@ from vp2p import course
 
 
 from vp2p.course import studio
-MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5" if torch.cuda.is_available() else "toy"  # ← the model
+MODEL = course.model()  # ← the model: SD 1.5 with a GPU, the toy without ($VP2P_MODEL: "toy", a hub id, a folder)
+SETTINGS = course.settings_choice()  # ← "official", or on SD "course": fewer frames and tuning steps (README)
 pipe = vp2p.load_pipeline(MODEL)
-app = studio.Studio(pipe, course.settings(pipe))  # the app's logic lives in vp2p.course.studio
+app = studio.Studio(pipe, course.settings(pipe, SETTINGS))  # the app's logic lives in vp2p.course.studio
 app.show()
 
 # %% [markdown]

@@ -46,3 +46,15 @@ def tiny_pipe(tiny_model_dir):
     from vp2p import load_pipeline
 
     return load_pipeline(tiny_model_dir, device="cpu", dtype=torch.float32)
+
+
+@pytest.fixture(scope="session")
+def sd15_tiny_dir(tmp_path_factory):
+    """Stable Diffusion 1.5's architecture scaled down (``vp2p.io.sd15.configs(tiny=True)``), random weights, saved
+    with save_pretrained: what the notebooks' Stable Diffusion branch loads in the tests (``$VP2P_MODEL``)."""
+    from vp2p.io.sd15 import write_random
+    from vp2p.toy.tokenizer import clip_bpe_path
+
+    if clip_bpe_path() is None:
+        pytest.skip("CLIP's BPE table is missing: `pip install --no-deps open_clip_torch` (the README's test command)")
+    return write_random(tmp_path_factory.mktemp("sd15_tiny"), tiny=True)
