@@ -22,7 +22,9 @@ from vp2p.course import exercises
 from vp2p.course.exercises import BEGIN_SOLUTION, END_SOLUTION, EXERCISES, ExerciseFailed, export_student
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
-TEACHER = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+COURSE = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+WITHOUT_EXERCISES = {"00_overview"}  # the on-ramp: no stage of its own for the student to write
+TEACHER = [path for path in COURSE if path.stem not in WITHOUT_EXERCISES]  # the notebooks with exercises
 STUDENT = NOTEBOOKS / "student"
 
 
@@ -367,7 +369,7 @@ def test_export_refuses_a_non_empty_folder_and_the_teacher_folder(tmp_path):
         export_student(tmp_path)
     written = export_student(tmp_path, overwrite=True)
     assert (tmp_path / "notes.txt").read_text() == "mine"
-    assert {p.name for p in TEACHER} <= {p.name for p in written}
+    assert {p.name for p in COURSE} <= {p.name for p in written}
     for folder in (NOTEBOOKS, NOTEBOOKS / "drafts"):
         with pytest.raises(ValueError, match="teacher notebooks"):
             export_student(folder, overwrite=True)
@@ -428,7 +430,7 @@ def test_cli_course_student_writes_the_student_notebooks_and_refuses_to_overwrit
     folder = tmp_path / "class"
     assert main(["course", "--student", str(folder)]) == 0
     report = json.loads(capsys.readouterr().out)
-    assert sorted(Path(p).name for p in report["student"] if p.endswith(".ipynb")) == [p.name for p in TEACHER]
+    assert sorted(Path(p).name for p in report["student"] if p.endswith(".ipynb")) == [p.name for p in COURSE]
     assert main(["course", "--student", str(folder)]) == 2
     assert "--overwrite" in capsys.readouterr().err
     assert main(["course", "--student", str(folder), "--overwrite"]) == 0

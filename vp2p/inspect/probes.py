@@ -12,7 +12,8 @@ import numpy as np
 import torch
 
 from vp2p import layout
-from vp2p.attention import Layer, attention_layers, install_processors, map_size_where
+from vp2p.attention import (Layer, attention_layers, blend_resolution, cross_attention_heights, install_processors,
+                            map_size_where)
 from vp2p.ddim import DDIMSchedule
 from vp2p.inflation import TRAINABLE_PATTERNS, is_inflated
 from vp2p.sampling import sample, unet_output
@@ -32,16 +33,36 @@ def generate(pipe, prompt: str, num_frames: int = 8, seed: int = 0, num_steps: i
     The noise depends only on ``seed`` and the shapes, so two models given the same seed start from the same z_T:
     an image (2-D) UNet then draws every frame independently, an inflated one draws them together.
     """
+    return generate_branches(pipe, [prompt], num_frames, seed, num_steps, guidance_scale, unet, controller,
+                             progress)[0]
+
+
+@torch.no_grad()
+def generate_branches(pipe, prompts: Sequence[str], num_frames: int = 1, seed: int = 0, num_steps: int = 25,
+                      guidance_scale: float = 7.5, unet=None, controller=None, progress: bool = False) -> np.ndarray:
+    """One video per prompt (uint8 (branches, F, H, W, 3)), all sampled together from the same noise z_T.
+
+    This is prompt-to-prompt on generated images (no input video, so no inversion): with a ``controller`` from
+    ``vp2p.make_controller(pipe, prompts, num_steps, ...)`` the later branches take branch 0's attention maps.
+    The controller is started here; every branch's unconditional embedding is the empty prompt's.
+    """
+    if isinstance(prompts, str) or not prompts:
+        raise ValueError(f"prompts={prompts!r}: give a list of prompts, one per branch, e.g. [source, target]")
     unet = pipe.unet if unet is None else unet
     use_vp2p_processors(unet)
-    size = unet.config.sample_size
+    size, branches = unet.config.sample_size, len(prompts)
     generator = torch.Generator().manual_seed(seed)
     noise = torch.randn(num_frames, unet.config.in_channels, size, size, generator=generator)
-    cond, empty = pipe.encode_text([prompt, ""]).chunk(2)
+    embeddings = pipe.encode_text(list(prompts) + [""])
+    cond, empty = embeddings[:branches], embeddings[branches:]
     schedule = DDIMSchedule.from_scheduler(pipe.scheduler, num_steps)
-    latents = sample(unet, noise.to(pipe.device), schedule, cond, lambda step: empty,
-                     torch.tensor([guidance_scale]), num_frames, controller, progress=progress and "generating")
-    return pipe.decode_latents(latents)
+    if controller is not None:  # stores and edits need the run's geometry
+        controller.start((size, size), branches, guided=True, num_steps=num_steps,
+                         default_resolution=blend_resolution(size, cross_attention_heights(unet, size)))
+    latents = sample(unet, noise.repeat(branches, 1, 1, 1).to(pipe.device), schedule, cond,
+                     lambda step: empty, torch.full((branches,), guidance_scale),
+                     num_frames, controller, progress=progress and "generating")
+    return np.stack([pipe.decode_latents(v) for v in latents.view(branches, num_frames, *latents.shape[1:])])
 
 
 def frame_spread(video: np.ndarray) -> float:
@@ -108,8 +129,6 @@ class FrameAttentionProbe:
 
 def frame_attention_heights(unet, latent_height: int) -> list[int]:
     """Heights of the maps of the frame attentions of an inflated UNet, largest first."""
-    from vp2p.attention import cross_attention_heights
-
     return sorted(cross_attention_heights(unet, latent_height, places=("down", "mid", "up")), reverse=True)
 
 
