@@ -303,11 +303,12 @@ if is_toy(pipe):
     for seed, (free, swap) in pairs.items():
         for name, pair in zip(drift, (free, swap)):
             source, target = (evaluator.read_video(video) for video in pair)
-            drift[name].append(evaluator.object_geometry(source.masks, target.masks).summary()["mean_drift_px"])
+            px = evaluator.object_geometry(source.masks, target.masks).summary()["mean_drift_px"]
+            drift[name].append(np.nan if px is None else px)  # None: no object found in one of the two
             print(f"seed {seed}, target {'with the source maps' if name == 'swapped' else 'drawn alone':>20}: "
                   f"reads as {target.color} {target.shape}; its object lies {drift[name][-1]:.1f} px from the "
                   "source's")
-    alone_px, swapped_px = np.mean(drift["alone"]), np.mean(drift["swapped"])
+    alone_px, swapped_px = np.nanmean(drift["alone"]), np.nanmean(drift["swapped"])
     print(f"mean distance: {alone_px:.1f} px drawn alone, {swapped_px:.1f} px with the source's maps — the "
           f"source's maps {'kept' if swapped_px < alone_px else 'did NOT keep'} the layout better")
 else:
