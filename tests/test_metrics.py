@@ -379,7 +379,8 @@ def test_toy_object_temporal(demo):
     background = world.render_background(DEMO.background, 64, np.random.default_rng([DEMO.seed, 3]))
     cover = world.shape_coverage("circle", 64, tuple(scene_path[4]), 0.7 * radius)[..., None]
     shrunk = demo.frames.copy()
-    shrunk[4] = np.round(background * (1 - cover) + np.array(world.COLORS["red"]) * cover).astype(np.uint8)
+    color = np.array(world.COLORS["red"]) * DEMO.look.shade
+    shrunk[4] = np.round(background * (1 - cover) + color * cover).astype(np.uint8)
     assert metrics.toy_object_temporal(shrunk) == pytest.approx(clean - 2 * (clean - 0.49) / 7, abs=0.01)  # 0.813
     with pytest.raises(ValueError, match="at least 2 frames"):
         metrics.toy_object_temporal(demo.frames[:1])

@@ -342,7 +342,7 @@ def _render_scaled(scene: world.Scene, scale: float) -> np.ndarray:
     """``world.render``'s compositing of a plain object, with the object's radius times ``scale``."""
     background = world.render_background(scene.background, 64, np.random.default_rng([scene.seed, 3]))
     centers, radius = world.object_path(scene, 8, 64)
-    color = np.array(world.COLORS[scene.color], dtype=np.float64)
+    color = np.minimum(np.array(world.COLORS[scene.color], dtype=np.float64) * scene.look.shade, 255)
     frames = []
     for center in centers:
         cover = world.shape_coverage(scene.shape, 64, tuple(center), radius * scale)[..., None]
