@@ -66,12 +66,13 @@ from vp2p import course
 from vp2p.inspect import probes, viz
 from vp2p.toy import world
 
-MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5" if torch.cuda.is_available() else "toy"  # ← the model
+MODEL = course.model()  # ← the model: SD 1.5 with a GPU, the toy without ($VP2P_MODEL: "toy", a hub id, a folder)
 VIDEO = None  # ← Stable Diffusion only: your clip (a path or URL); None renders the toy scene
 SEED = 0
 
 FIGURES = course.figures_dir()  # the user cache; `vp2p course --build` writes the repository's figures/
 pipe = vp2p.load_pipeline(MODEL)
+course.estimates.announce(pipe, "01_inflation")  # Stable Diffusion: the time on a T4
 PROMPT = course.SCENE.caption if VIDEO is None else "a rabbit is jumping on the grass"  # ← describe your clip
 print(f"{MODEL} on {pipe.device}: prompt {PROMPT!r}")
 

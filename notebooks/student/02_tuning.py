@@ -54,15 +54,17 @@ from vp2p import course, workflow
 from vp2p.inspect import probes, viz
 from vp2p.inversion import psnr
 
-MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5" if torch.cuda.is_available() else "toy"  # ← the model
+MODEL = course.model()  # ← the model: SD 1.5 with a GPU, the toy without ($VP2P_MODEL: "toy", a hub id, a folder)
+SETTINGS = course.settings_choice()  # ← "official", or on SD "course": fewer frames and tuning steps (README)
 VIDEO = None  # ← Stable Diffusion only: your clip (a path or URL); None renders the toy scene
 SOURCE = course.SCENE.caption if VIDEO is None else "a rabbit is jumping on the grass"  # ← describe your clip
 SEED = 0
 
 FIGURES = course.figures_dir()  # the user cache; `vp2p course --build` writes the repository's figures/
 pipe = vp2p.load_pipeline(MODEL)
-settings = course.settings(pipe)
-frames = course.clip(pipe, VIDEO)
+settings = course.settings(pipe, SETTINGS)
+course.estimates.announce(pipe, "02_tuning", SETTINGS)  # Stable Diffusion: the time on a T4
+frames = course.clip(pipe, VIDEO, choice=SETTINGS)
 work = course.work_dir(pipe, VIDEO)
 print(f"{MODEL} on {pipe.device}; {len(frames)} frames of {frames.shape[1]}x{frames.shape[2]}; work folder {work}")
 print(f"tuning: {settings.tune_steps} steps, learning rate {settings.tune_lr:g}")

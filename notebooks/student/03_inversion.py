@@ -61,14 +61,16 @@ from vp2p import course, workflow
 
 
 from vp2p.inspect import viz
-MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5" if torch.cuda.is_available() else "toy"  # ← the model
+MODEL = course.model()  # ← the model: SD 1.5 with a GPU, the toy without ($VP2P_MODEL: "toy", a hub id, a folder)
+SETTINGS = course.settings_choice()  # ← "official", or on SD "course": fewer frames and tuning steps (README)
 VIDEO = None  # ← Stable Diffusion only: your clip (a path or URL); None renders the toy scene
 SOURCE = course.SCENE.caption if VIDEO is None else "a rabbit is jumping on the grass"  # ← describe your clip
 
 FIGURES = course.figures_dir()  # the user cache; `vp2p course --build` writes the repository's figures/
 pipe = vp2p.load_pipeline(MODEL)
-settings = course.settings(pipe)
-frames = course.clip(pipe, VIDEO)
+settings = course.settings(pipe, SETTINGS)
+course.estimates.announce(pipe, "03_inversion", SETTINGS)  # Stable Diffusion: the time on a T4
+frames = course.clip(pipe, VIDEO, choice=SETTINGS)
 work = course.work_dir(pipe, VIDEO)
 tuning = workflow.tune_stage(pipe, frames, SOURCE, settings, work_dir=work)  # notebook 02, or its cache
 print(f"{MODEL}: {settings.num_steps} DDIM steps, guidance {settings.guidance_scale}, "
@@ -145,7 +147,7 @@ viz.save(fig, FIGURES / "03_inversion_table.png");
 # blue, and how well is the background (outside the circle) kept?
 
 # %%
-if VIDEO is None:
+if VIDEO is None and course.is_toy(pipe):
     from vp2p.toy import world
     from vp2p.toy.bench import judge_edit
 
@@ -165,6 +167,8 @@ if VIDEO is None:
     viz.save(fig, FIGURES / "03_edit_from_inversions.png")
     for name, row in judged.items():
         print(f"{name:30s} {row}")
+else:
+    print(course.toy_only("the evaluator's verdict on the same edit from three inversions", pipe, VIDEO))
 
 # %% [markdown]
 # On the toy model, honestly (measured when this was written; the printout above is this run's): all three edits

@@ -62,7 +62,8 @@ from vp2p.course import widgets
 from vp2p.toy.bench import judge_edit
 from vp2p.toy import world
 
-MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5" if torch.cuda.is_available() else "toy"  # ← the model
+MODEL = course.model()  # ← the model: SD 1.5 with a GPU, the toy without ($VP2P_MODEL: "toy", a hub id, a folder)
+SETTINGS = course.settings_choice()  # ← "official", or on SD "course": fewer frames and tuning steps (README)
 VIDEO = None  # ← Stable Diffusion only: your clip (a path or URL); None renders the toy scene
 if VIDEO is None:
     SOURCE, TARGET = course.SCENE.caption, course.SCENE.replace(color="blue").caption
@@ -73,8 +74,9 @@ else:  # ← your clip: describe it, swap a word, name the object in both prompt
 
 FIGURES = course.figures_dir()  # the user cache; `vp2p course --build` writes the repository's figures/
 pipe = vp2p.load_pipeline(MODEL)
-settings = course.settings(pipe)
-frames = course.clip(pipe, VIDEO)
+settings = course.settings(pipe, SETTINGS)
+course.estimates.announce(pipe, "04_word_swap", SETTINGS)  # Stable Diffusion: the time on a T4
+frames = course.clip(pipe, VIDEO, choice=SETTINGS)
 run = workflow.prepare(pipe, frames, SOURCE, settings, work_dir=course.work_dir(pipe, VIDEO))
 print(f"'{SOURCE}' → '{TARGET}'; reconstruction PSNR {np.mean(run.inversion.frame_psnr):.1f} dB")
 
@@ -213,11 +215,13 @@ coupled = workflow.edit_run(pipe, run, [SOURCE, TARGET], settings, blend_words=B
 fig = viz.video_strip({"input": frames, "decoupled (Video-P2P)": result.edited, "not decoupled": coupled.edited},
                       title=f"'{TARGET}'")
 viz.save(fig, FIGURES / "04_decoupled.png")
-if MODEL == "toy" and VIDEO is None:
+if course.is_toy(pipe) and VIDEO is None:
     clip, target_scene = world.render(course.SCENE), course.SCENE.replace(color="blue")
     for name, edited in [("decoupled", result.edited), ("not decoupled", coupled.edited)]:
         verdict = judge_edit(clip, target_scene, edited)
         print(f"{name:14s} colour read: {verdict['read']['color']}, background PSNR {verdict['background_psnr']:.1f} dB")
+else:
+    print(course.toy_only("the evaluator's reading of both edits", pipe, VIDEO))
 
 # %% [markdown]
 # ## Exercises

@@ -56,7 +56,8 @@ from vp2p.alignment import word_token_indices
 from vp2p.toy import world
 from vp2p.toy.bench import judge_edit
 
-MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5" if torch.cuda.is_available() else "toy"  # ← the model
+MODEL = course.model()  # ← the model: SD 1.5 with a GPU, the toy without ($VP2P_MODEL: "toy", a hub id, a folder)
+SETTINGS = course.settings_choice()  # ← "official", or on SD "course": fewer frames and tuning steps (README)
 VIDEO = None  # ← Stable Diffusion only: your clip (a path or URL); None renders the toy scene
 if VIDEO is None:
     SOURCE = course.SCENE.caption
@@ -71,8 +72,9 @@ CROSS = 0.8  # cross_replace_steps for refinements (SHOWN: the words whose maps 
 
 FIGURES = course.figures_dir()  # the user cache; `vp2p course --build` writes the repository's figures/
 pipe = vp2p.load_pipeline(MODEL)
-settings = course.settings(pipe)
-frames = course.clip(pipe, VIDEO)
+settings = course.settings(pipe, SETTINGS)
+course.estimates.announce(pipe, "05_refinement", SETTINGS)  # Stable Diffusion: the time on a T4
+frames = course.clip(pipe, VIDEO, choice=SETTINGS)
 run = workflow.prepare(pipe, frames, SOURCE, settings, work_dir=course.work_dir(pipe, VIDEO))
 print(f"'{SOURCE}' → '{LOCAL}' (local) and '{GLOBAL}' (global)")
 
@@ -111,7 +113,7 @@ night = workflow.edit_run(pipe, run, [SOURCE, GLOBAL], settings, is_word_swap=Fa
 fig = viz.video_strip({"input": frames, f"local: + {NEW_WORD}": local.edited, "global: + at night": night.edited},
                       title="refinement: local (with blend) and global (without)")
 viz.save(fig, FIGURES / "05_refinement.png")
-if MODEL == "toy" and VIDEO is None:
+if course.is_toy(pipe) and VIDEO is None:
     clip = world.render(course.SCENE)
     for name, scene, edited in [("local", course.SCENE.replace(attribute="striped"), local.edited),
                                 ("global", course.SCENE.replace(style="night"), night.edited)]:
@@ -119,6 +121,8 @@ if MODEL == "toy" and VIDEO is None:
         read = verdict["read"]
         print(f"{name:6s} read: {read['color']} {read['attribute'] or 'plain'} {read['shape']}, "
               f"{'night' if read['night'] else 'day'}; background PSNR {verdict['background_psnr']:.1f} dB")
+else:
+    print(course.toy_only("the evaluator's reading of both edits", pipe, VIDEO))
 
 # %% [markdown]
 # For a global edit the background PSNR is *supposed* to drop: the whole clip changes. For a local one it should

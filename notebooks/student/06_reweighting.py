@@ -53,7 +53,8 @@ from vp2p.inspect import viz
 from vp2p.course import widgets
 from vp2p.toy import evaluator
 
-MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5" if torch.cuda.is_available() else "toy"  # ← the model
+MODEL = course.model()  # ← the model: SD 1.5 with a GPU, the toy without ($VP2P_MODEL: "toy", a hub id, a folder)
+SETTINGS = course.settings_choice()  # ← "official", or on SD "course": fewer frames and tuning steps (README)
 VIDEO = None  # ← Stable Diffusion only: your clip (a path or URL); None renders the toy scene
 if VIDEO is None:
     SOURCE, TARGET = course.SCENE.caption, course.SCENE.replace(attribute="striped").caption
@@ -67,8 +68,9 @@ WEIGHTS = [0.0, 0.5, 1.0, 2.0, 4.0]
 
 FIGURES = course.figures_dir()  # the user cache; `vp2p course --build` writes the repository's figures/
 pipe = vp2p.load_pipeline(MODEL)
-settings = course.settings(pipe)
-frames = course.clip(pipe, VIDEO)
+settings = course.settings(pipe, SETTINGS)
+course.estimates.announce(pipe, "06_reweighting", SETTINGS)  # Stable Diffusion: the time on a T4
+frames = course.clip(pipe, VIDEO, choice=SETTINGS)
 run = workflow.prepare(pipe, frames, SOURCE, settings, work_dir=course.work_dir(pipe, VIDEO))
 print(f"'{SOURCE}' → '{TARGET}', weights of '{WORD}': {WEIGHTS}")
 
@@ -102,12 +104,14 @@ panel.show()
 # works, it rises with the weight.
 
 # %%
-if MODEL == "toy" and VIDEO is None:
+if course.is_toy(pipe) and VIDEO is None:
     strength = [evaluator.read_video(e.edited).attribute_strength for e in edits.values()]
     fig = viz.curves({f"'{WORD}'": np.array(strength)}, x=np.array(WEIGHTS), xlabel=f"weight of '{WORD}'",
                      ylabel="attribute strength (evaluator)", marker="o", title="reweighting, measured")
     viz.save(fig, FIGURES / "06_attribute_strength.png")
     print("attribute strength:", {w: round(float(v), 3) for w, v in zip(WEIGHTS, strength)})
+else:
+    print(course.toy_only("the measured attribute strength", pipe, VIDEO))
 
 # %% [markdown]
 # **What the toy model shows.** At weight 0 the circle comes out plain, at 0.5 the stripes appear, at 1 the

@@ -59,9 +59,11 @@ from vp2p import course, paper
 
 
 from vp2p.inspect import viz
-MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5" if torch.cuda.is_available() else "toy"  # ← the model
+MODEL = course.model()  # ← the model: SD 1.5 with a GPU, the toy without ($VP2P_MODEL: "toy", a hub id, a folder)
 
-QUICK = paper.default_settings(MODEL)
+SETTINGS = course.settings_choice()  # ← Stable Diffusion: "official", or "course" (fewer tuning steps; README)
+QUICK = course.settings(MODEL, SETTINGS)  # the model's defaults (paper.default_settings), as SETTINGS changes them
+course.estimates.announce(MODEL, "07_paper", SETTINGS)  # Stable Diffusion: the time on a T4
 if MODEL == "toy":
     QUICK = QUICK.replace(num_steps=10, tune_steps=25)
 OUT = course.runs_dir() / "paper-quick" / Path(MODEL).name  # the cache lives here: a second run takes seconds
