@@ -196,10 +196,14 @@ def test_masked_psnr_is_the_psnr_of_the_outside_pixels():
         grown[f, y0 - 1 : y1 + 1, x0 - 1 : x1 + 1] = True
     mse1 = np.mean((a[~grown].astype(np.float64) - b[~grown]) ** 2)
     assert metrics.masked_psnr(a, b, masks, dilate=1) == pytest.approx(10 * np.log10(255**2 / mse1), abs=1e-9)
-    # dilate=2: the 5×5 square; boxes clipped at the frame's edge (rows 6..9 grow to 4..10, the frame ends at 10)
+    # dilate=2: the digital disk of radius 2 (the 5×5 square without its four corners), so a box grows into the
+    # 5×5-grown box less its four corner pixels; clipped at the frame's edge (10 rows, 12 columns)
     grown2 = masks.copy()
     for f, (y0, y1, x0, x1) in enumerate([(2, 5, 3, 9), (6, 9, 1, 4)]):
         grown2[f, max(y0 - 2, 0) : y1 + 2, max(x0 - 2, 0) : x1 + 2] = True
+        for y, x in [(y0 - 2, x0 - 2), (y0 - 2, x1 + 1), (y1 + 1, x0 - 2), (y1 + 1, x1 + 1)]:
+            if 0 <= y < 10 and 0 <= x < 12:
+                grown2[f, y, x] = False
     mse2 = np.mean((a[~grown2].astype(np.float64) - b[~grown2]) ** 2)
     assert metrics.masked_psnr(a, b, masks, dilate=2) == pytest.approx(10 * np.log10(255**2 / mse2), abs=1e-9)
     assert mse2 != mse1 != mse  # each dilation leaves other pixels

@@ -68,8 +68,8 @@ def test_sd15_shapes_inflate_tune_invert_and_edit(pipe):
     # What the edit must do, beyond shapes: the source branch is not edited, so it retraces the inversion's own
     # reconstruction (explicit vs fused attention kernels: float rounding only) ...
     assert np.abs(result.source.astype(int) - inversion.reconstruction.astype(int)).max() <= 1
-    # ... and LocalBlend leaves the target's latents equal to the source's outside the last blend mask
+    # ... and the target branch is edited. (That LocalBlend keeps the source outside its mask is checked on the toy
+    # model, tests/test_editing.py: here the blend maps are 4×4, and the official 3×3 max-pool spreads every map's
+    # maximum over the whole of them, so the mask is every pixel.)
     latents = result.latents.view(2, F, *result.latents.shape[1:])
-    outside = ~masks[-1, 1][:, None].expand_as(latents[1])
-    assert outside.any() and torch.equal(latents[1][outside], latents[0][outside])
-    assert (latents[1] - latents[0]).abs().max() > 1e-3  # and inside it the edit moved something
+    assert (latents[1] - latents[0]).abs().max() > 1e-3

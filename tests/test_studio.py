@@ -58,7 +58,7 @@ def app(tiny_model_dir, tmp_path_factory):
 def test_selecting_a_clip_prepares_it_into_its_work_folder(app):
     assert app.run is not None and app.run.inversion.prompt == SCENE.caption
     assert app.clip.work_dir == app.root / course.work_dir(app.pipe, scene=SCENE, root=".").name
-    assert (app.clip.work_dir / "tuning.json").exists()
+    assert len(list(app.clip.work_dir.glob("tuned-*.safetensors"))) == 1  # the tuning, cached under its key
     assert app.controls["blend_source"].value == app.controls["blend_target"].value == "circle"
     page = app.videos.value
     shown = decode_strip(image_src(page, "reconstruction"), course.NUM_FRAMES)
@@ -112,7 +112,9 @@ def test_an_uploaded_clip_is_described_then_prepared(app, tmp_path):
     assert "source prompt" in app.status.value and app.run is None
     app.controls["source"].value = app.controls["target"].value = "a red circle"
     app.controls["prepare"].click()
-    assert app.run is not None and app.clip.work_dir == app.root / f"{Path(app.pipe.name).name}-my_clip"
+    # uploads are kept under their name and a hash of their content (two uploads of one name never collide)
+    assert app.run is not None and app.clip.work_dir.parent == app.root
+    assert app.clip.work_dir.name.startswith(f"{Path(app.pipe.name).name}-my_clip-")
     assert app.clip.frames.shape == (course.NUM_FRAMES, 32, 32, 3) and app.clip.scene is None
     app.select(SCENE.caption)  # back to the toy clip: from the cache
     assert app.run.inversion.prompt == SCENE.caption
