@@ -104,13 +104,10 @@ def check(pipe, prompts, settings: Settings, **options) -> dict:
     return options
 
 
-check_prompt_words = checks.check_model_prompts  # each prompt a text; on the toy model, of words it knows
-
-
 def checked_options(pipe, prompts, settings: Settings, options: dict) -> dict:
     """``check`` without building the controller: settings, prompts, toy words, option names and values."""
     checks.check_settings(settings)
-    check_prompt_words(pipe, prompt_roles(check_prompts(prompts)))
+    checks.check_model_prompts(pipe, prompt_roles(check_prompts(prompts)))
     options = controller_options(settings, options)
     for name in CONTROLLER_SETTINGS:
         checks.check_setting(name, options[name])
@@ -141,7 +138,7 @@ def prepare(pipe, frames: np.ndarray, source: str, settings: Settings, work_dir=
     """Inflate, tune and invert (each cached under ``work_dir`` when given); returns a Run without edits.
     ``on_stage(name)`` is told "tune", then "invert", as each stage starts (an app's progress line)."""
     checks.check_settings(settings)
-    check_prompt_words(pipe, {"source prompt": source})
+    checks.check_model_prompts(pipe, {"source prompt": source})
     pipe.check_frames(frames)
     pipe.tokenize([source])  # a prompt too long for the text encoder
     toy_size = checks.toy_size_warning(frames.shape[1:3]) if is_toy(pipe) else None
