@@ -101,7 +101,7 @@ flat = probes.generate(pipe, PROMPT, seed=SEED, unet=image_unet)
 video = probes.generate(pipe, PROMPT, seed=SEED)
 fig = viz.video_strip({"image model": flat, "inflated model": video},
                       title=f"'{PROMPT}' from the same noise")
-viz.save(fig, FIGURES / "01_image_vs_inflated.png")
+viz.save(fig, FIGURES / "01_image_vs_inflated.png", overwrite=True)
 print(f"frame spread: image model {probes.frame_spread(flat):.1f}, inflated {probes.frame_spread(video):.1f} "
       "(pixel std across frames, 0-255)")
 
@@ -131,7 +131,7 @@ spreads = {"image model": probes.frame_spread(flat), "per-frame GroupNorm": prob
            "video GroupNorm (official)": probes.frame_spread(video)}
 fig = viz.bars(spreads, ylabel="frame spread (0-255)", fmt="{:.1f}",
                title="how much the frames disagree, from the same noise")
-viz.save(fig, FIGURES / "01_group_norm.png")
+viz.save(fig, FIGURES / "01_group_norm.png", overwrite=True)
 print({name: round(value, 1) for name, value in spreads.items()})
 
 # %% [markdown]
@@ -160,7 +160,7 @@ else:
     frames, points = course.clip(pipe, VIDEO), [(0.5, 0.5)]
 maps = probes.frame_attention(pipe, frames, PROMPT, points)
 fig = viz.frame_attention(maps, frames, points, title="frame attention: the query (+) in frame i, its map over frame 0")
-viz.save(fig, FIGURES / "01_frame_attention.png")
+viz.save(fig, FIGURES / "01_frame_attention.png", overwrite=True)
 if VIDEO is None:
     inside = probes.attention_inside(maps, clip.masks[0])
     print("share of each frame's attention on the object in frame 0:", np.round(inside, 2),

@@ -84,7 +84,7 @@ trained = total - groups["frozen"]
 print(f"trained: {trained:,} of {total:,} parameters ({trained / total:.1%} of the UNet)")
 print("e.g.", *list(vp2p.trainable_parameters(pipe.unet))[:3], sep="\n  ")
 fig = viz.bars(groups, ylabel="parameters", log=True, title="UNet parameters: trained groups vs frozen")
-viz.save(fig, FIGURES / "02_trained_parameters.png");
+viz.save(fig, FIGURES / "02_trained_parameters.png", overwrite=True);
 
 # %% [markdown]
 # ## 2. Before tuning: what does the source prompt give?
@@ -110,7 +110,7 @@ window = len(tuning.losses) - len(smooth) + 1
 fig = viz.curves({"loss per step": np.asarray(tuning.losses),
                   f"moving average ({window})": (np.arange(len(smooth)) + window - 1, smooth)},
                  xlabel="tuning step", ylabel="noise-prediction MSE", title="tuning on the clip")
-viz.save(fig, FIGURES / "02_tuning_loss.png")
+viz.save(fig, FIGURES / "02_tuning_loss.png", overwrite=True)
 print(f"{len(tuning.losses)} steps; loss {np.mean(tuning.losses[:window]):.4f} â†’ {smooth[-1]:.4f} "
       f"(mean of the first / last {window})" + (f" in {tuning.seconds:.0f} s" if tuning.seconds else " (loaded)"))
 
@@ -125,7 +125,7 @@ print(f"{len(tuning.losses)} steps; loss {np.mean(tuning.losses[:window]):.4f} â
 after = probes.generate(pipe, SOURCE, seed=SEED, num_steps=settings.num_steps)
 fig = viz.video_strip({"input clip": frames, "before tuning": before, "after tuning": after},
                       title=f"'{SOURCE}', sampled from the same noise")
-viz.save(fig, FIGURES / "02_before_after.png")
+viz.save(fig, FIGURES / "02_before_after.png", overwrite=True)
 for name, sample in [("before", before), ("after", after)]:
     print(f"{name} tuning: PSNR to the input {np.mean([psnr(a, b) for a, b in zip(sample, frames)]):.1f} dB, "
           f"frame spread {probes.frame_spread(sample):.1f} (input {probes.frame_spread(frames):.1f})")

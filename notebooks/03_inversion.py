@@ -101,7 +101,7 @@ for name, method in METHODS.items():
 # %%
 fig = viz.video_strip({"input": frames, **{name: inv.reconstruction for name, inv in inversions.items()}},
                       title="reconstructions from z_T, sampled with guidance")
-viz.save(fig, FIGURES / "03_reconstructions.png");
+viz.save(fig, FIGURES / "03_reconstructions.png", overwrite=True);
 
 # %% [markdown]
 # ## Where the error comes from: every step
@@ -113,10 +113,10 @@ viz.save(fig, FIGURES / "03_reconstructions.png");
 # %%
 fig = viz.curves({name: inv.step_errors for name, inv in inversions.items()}, xlabel="sampling step",
                  ylabel="latent MSE to the trajectory", log=True, title="error after every step")
-viz.save(fig, FIGURES / "03_inversion_errors.png")
+viz.save(fig, FIGURES / "03_inversion_errors.png", overwrite=True)
 fig = viz.per_frame({name: inv.frame_psnr for name, inv in inversions.items()}, ylabel="PSNR (dB)",
                     title="reconstruction PSNR per frame")
-viz.save(fig, FIGURES / "03_frame_psnr.png");
+viz.save(fig, FIGURES / "03_frame_psnr.png", overwrite=True);
 
 # %% [markdown]
 # ## Table 2, on our model
@@ -135,7 +135,7 @@ for row in rows:
     print(" | ".join(f"{v:,}" if isinstance(v, int) else f"{v:.3g}" if isinstance(v, float) else f"{v:30s}"
                      for v in row.values()))
 fig = viz.table(rows, title=f"inversion of {len(frames)} frames, {settings.num_steps} DDIM steps")
-viz.save(fig, FIGURES / "03_inversion_table.png");
+viz.save(fig, FIGURES / "03_inversion_table.png", overwrite=True);
 
 # %% [markdown]
 # ## Is null-text worth its cost? Edit from each inversion
@@ -164,7 +164,7 @@ if VIDEO is None and course.is_toy(pipe):
                         "seconds to invert": round(float(inversions[name].seconds), 1)}
     fig = viz.table([{"inversion": name, **row} for name, row in judged.items()],
                     title="the same edit from three inversions, judged by the evaluator")
-    viz.save(fig, FIGURES / "03_edit_from_inversions.png")
+    viz.save(fig, FIGURES / "03_edit_from_inversions.png", overwrite=True)
     for name, row in judged.items():
         print(f"{name:30s} {row}")
 else:

@@ -91,7 +91,7 @@ print(f"'{SOURCE}' → '{TARGET}'; reconstruction PSNR {np.mean(run.inversion.fr
 panel = widgets.EditWidget(pipe, run, settings, TARGET, blend_words=BLEND)
 result = panel.update()
 panel.show()
-viz.save(panel.figure, FIGURES / "04_word_swap.png");
+viz.save(panel.figure, FIGURES / "04_word_swap.png", overwrite=True);
 
 # %% [markdown]
 # ## 2. Cross-attention of every token, in every frame
@@ -110,7 +110,7 @@ masks = result.blend_masks
 fig = viz.attention_grid(result.maps()[1], labels, video=result.edited,
                          masks=None if masks is None else masks[-1, 1],
                          title=f"'{TARGET}': cross-attention per frame and token (mean over all steps)")
-viz.save(fig, FIGURES / "04_attention_grid.png");
+viz.save(fig, FIGURES / "04_attention_grid.png", overwrite=True);
 
 # %% [markdown]
 # **Step by step.** The slider shows the maps averaged over the steps *up to* the chosen one — what local blend
@@ -148,7 +148,7 @@ heads = torch.stack([recorder.cross_maps(step=STEP, layer=layer.name, head=h)[..
                      for h in range(layer.heads)], dim=-1)
 fig = viz.attention_grid(heads, [f"head {h}" for h in range(layer.heads)], tokens=list(range(layer.heads)),
                          video=recorded.edited, title=f"'{BLEND[1]}' in each head of {layer.label}, step {STEP}")
-viz.save(fig, FIGURES / "04_attention_heads.png");
+viz.save(fig, FIGURES / "04_attention_heads.png", overwrite=True);
 
 # %% [markdown]
 # **Where did the edit inject attention?** `recorder.diff_maps(step)` is the target's cross-attention minus the
@@ -161,7 +161,7 @@ print("largest |target − source| at each step:",
       " ".join(f"{float(recorder.diff_maps(step=s).abs().max()):.3f}" for s in recorder.recorded_steps()))
 fig = viz.attention_diff(recorder.diff_maps(step=STEP), labels, video=recorded.edited,
                          title=f"target − source cross-attention at step {STEP}")
-viz.save(fig, FIGURES / "04_attention_diff.png");
+viz.save(fig, FIGURES / "04_attention_diff.png", overwrite=True);
 
 # %% [markdown]
 # **Temporal attention of one pixel.** At every position, the temporal attention lets each frame look at every
@@ -173,7 +173,7 @@ viz.save(fig, FIGURES / "04_attention_diff.png");
 pixel = (0.5, 0.5) if VIDEO is not None else probes.mask_centers(world.render(course.SCENE).masks)[0]
 fig = viz.temporal_attention(recorder.pixel_temporal(pixel, step=STEP), recorded.edited, pixel,
                              title=f"temporal attention at the marked pixel, step {STEP} (target branch)")
-viz.save(fig, FIGURES / "04_temporal_pixel.png");
+viz.save(fig, FIGURES / "04_temporal_pixel.png", overwrite=True);
 
 # %% [markdown]
 # The panel offers all of it: the view (per token / temporal attention of a pixel / target − source), the layer
@@ -194,12 +194,12 @@ debug.show()
 # %%
 if masks is not None:
     fig = viz.mask_strip(masks[-1, 1], video=result.edited, title="final blend mask of each frame")
-    viz.save(fig, FIGURES / "04_blend_masks.png")
+    viz.save(fig, FIGURES / "04_blend_masks.png", overwrite=True)
     first = settings.num_steps - len(masks)
     shown = sorted({0, len(masks) // 3, 2 * len(masks) // 3, len(masks) - 1})
     fig = viz.masks_over_steps(masks[:, 1], steps=shown, labels=[f"step {first + s}" for s in shown],
                                title="blend masks over the steps")
-    viz.save(fig, FIGURES / "04_blend_masks_steps.png")
+    viz.save(fig, FIGURES / "04_blend_masks_steps.png", overwrite=True)
 
 # %% [markdown]
 # ## 4. With and without decoupled guidance
@@ -214,7 +214,7 @@ if masks is not None:
 coupled = workflow.edit_run(pipe, run, [SOURCE, TARGET], settings, blend_words=BLEND, decoupled=False)
 fig = viz.video_strip({"input": frames, "decoupled (Video-P2P)": result.edited, "not decoupled": coupled.edited},
                       title=f"'{TARGET}'")
-viz.save(fig, FIGURES / "04_decoupled.png")
+viz.save(fig, FIGURES / "04_decoupled.png", overwrite=True)
 if course.is_toy(pipe) and VIDEO is None:
     clip, target_scene = world.render(course.SCENE), course.SCENE.replace(color="blue")
     for name, edited in [("decoupled", result.edited), ("not decoupled", coupled.edited)]:

@@ -89,7 +89,7 @@ panel = widgets.EditWidget(pipe, run, settings, LOCAL, blend_words=BLEND, is_wor
                            cross_replace_steps=CROSS)
 local = panel.update()
 panel.show()
-viz.save(panel.figure, FIGURES / "05_local_refine.png");
+viz.save(panel.figure, FIGURES / "05_local_refine.png", overwrite=True);
 
 # %% [markdown]
 # Where does the new word look? Its map is its own (not the source's); the aligned words' maps are copied from the
@@ -100,7 +100,7 @@ labels = viz.token_labels(pipe.tokenizer, LOCAL)
 tokens = [i for word in SHOWN for i in word_token_indices(LOCAL, word, pipe.tokenizer)]
 fig = viz.attention_grid(local.maps()[1], labels, tokens=tokens, video=local.edited,
                          title=f"'{LOCAL}': the new word '{NEW_WORD}' and its neighbours")
-viz.save(fig, FIGURES / "05_refine_attention.png");
+viz.save(fig, FIGURES / "05_refine_attention.png", overwrite=True);
 
 # %% [markdown]
 # ## 2. A global edit: a style for the whole clip
@@ -112,7 +112,7 @@ viz.save(fig, FIGURES / "05_refine_attention.png");
 night = workflow.edit_run(pipe, run, [SOURCE, GLOBAL], settings, is_word_swap=False, cross_replace_steps=CROSS)
 fig = viz.video_strip({"input": frames, f"local: + {NEW_WORD}": local.edited, "global: + at night": night.edited},
                       title="refinement: local (with blend) and global (without)")
-viz.save(fig, FIGURES / "05_refinement.png")
+viz.save(fig, FIGURES / "05_refinement.png", overwrite=True)
 if course.is_toy(pipe) and VIDEO is None:
     clip = world.render(course.SCENE)
     for name, scene, edited in [("local", course.SCENE.replace(attribute="striped"), local.edited),

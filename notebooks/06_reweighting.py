@@ -86,7 +86,7 @@ panel = widgets.WeightWidget(pipe, run, settings, TARGET, WORD, weight=2.0, is_w
 edits = panel.sweep(WEIGHTS)
 fig = viz.video_strip({"input": frames, **{f"'{WORD}' × {w:g}": e.edited for w, e in edits.items()}},
                       title=f"'{TARGET}', reweighting '{WORD}'")
-viz.save(fig, FIGURES / "06_reweight_sweep.png");
+viz.save(fig, FIGURES / "06_reweight_sweep.png", overwrite=True);
 
 # %% [markdown]
 # ## 2. The weight slider
@@ -108,7 +108,7 @@ if course.is_toy(pipe) and VIDEO is None:
     strength = [evaluator.read_video(e.edited).attribute_strength for e in edits.values()]
     fig = viz.curves({f"'{WORD}'": np.array(strength)}, x=np.array(WEIGHTS), xlabel=f"weight of '{WORD}'",
                      ylabel="attribute strength (evaluator)", marker="o", title="reweighting, measured")
-    viz.save(fig, FIGURES / "06_attribute_strength.png")
+    viz.save(fig, FIGURES / "06_attribute_strength.png", overwrite=True)
     print("attribute strength:", {w: round(float(v), 3) for w, v in zip(WEIGHTS, strength)})
 else:
     print(course.toy_only("the measured attribute strength", pipe, VIDEO))

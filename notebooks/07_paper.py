@@ -82,7 +82,7 @@ print(f"{MODEL}: {QUICK.num_steps} DDIM steps, {QUICK.tune_steps} tuning steps, 
 fig = viz.table([{"row": r.name, "model": r.model.slug, "inversion": r.inversion,
                        "decoupled": r.decoupled, "attention control": r.attention_control,
                        "local blend": r.local_blend} for r in paper.ROWS], title="the rows of the run")
-viz.save(fig, course.figures_dir() / "07_rows.png");
+viz.save(fig, course.figures_dir() / "07_rows.png", overwrite=True);
 
 # %% [markdown]
 # What each row changes, in the paper's words: **TAV+DDIM** — Tune-A-Video's recipe: the tuned video model, plain
@@ -126,7 +126,7 @@ display(Image(filename=str(OUT / "edits.png")))
 
 # %%
 fig = paper.metrics_figure(tables)
-viz.save(fig, course.figures_dir() / "07_quick_metrics.png")
+viz.save(fig, course.figures_dir() / "07_quick_metrics.png", overwrite=True)
 display(Markdown(paper.table1_markdown(tables)))
 
 # %% [markdown]

@@ -54,6 +54,8 @@ def test_the_notebooks_save_figures_only_into_figures_dir():
         lines = path.read_text().splitlines()
         saves = [line for line in lines if "viz.save(" in line or ".savefig(" in line]
         assert all("FIGURES" in line or "course.figures_dir()" in line for line in saves), (path.name, saves)
+        # each run regenerates its own figures: viz.save refuses to replace a file unless told (a second run failed)
+        assert all("overwrite=True" in line for line in saves if "viz.save(" in line), (path.name, saves)
         if any("FIGURES" in line for line in saves):
             assert "FIGURES = course.figures_dir()" in "\n".join(lines), path.name
 

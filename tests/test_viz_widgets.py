@@ -168,11 +168,16 @@ def test_frame_attention_masks_over_steps_and_small_plots():
     assert {"method", "PSNR (dB)", "ddim", "20.1", "0"} <= set(texts)
 
 
-def test_save_writes_a_png(tmp_path):
+def test_save_writes_a_png_and_replaces_a_file_only_when_told(tmp_path):
     path = viz.save(viz.curves({"x": [1, 2]}), tmp_path / "figures" / "c.png")
-    assert path.read_bytes()[:4] == b"\x89PNG"
-    with pytest.raises(FileExistsError):
-        viz.save(viz.curves({"x": [1, 2]}), path, overwrite=False)
+    first = path.read_bytes()
+    assert first[:4] == b"\x89PNG"
+    # by default an existing file is the user's: refused, with the path and the fix in the message, and left as it was
+    with pytest.raises(FileExistsError, match=r"c\.png exists.*pass overwrite=True"):
+        viz.save(viz.curves({"x": [1, 2, 3, 4, 5]}), path)
+    assert path.read_bytes() == first
+    viz.save(viz.curves({"x": [1, 2, 3, 4, 5]}), path, overwrite=True)
+    assert path.read_bytes()[:4] == b"\x89PNG" and path.read_bytes() != first
 
 
 # -- probes ---------------------------------------------------------------------------------------------------------

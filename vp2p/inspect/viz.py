@@ -1,7 +1,7 @@
 """Figures: videos side by side, per-frame cross-attention maps per token, blend masks, curves.
 
 Every function returns a matplotlib ``Figure`` (shown inline in notebooks) and never calls ``plt.show``;
-``save(fig, path)`` writes it (PNG) and refuses to overwrite unless asked.
+``save(fig, path)`` writes it (PNG) and refuses to replace an existing file unless ``overwrite=True``.
 """
 
 from __future__ import annotations
@@ -335,11 +335,16 @@ def png_bytes(fig, dpi: int = 80) -> bytes:
     return buffer.getvalue()
 
 
-def save(fig, path, overwrite: bool = True, dpi: int = 110) -> Path:
-    """Write ``fig`` as PNG (figures are outputs the kit regenerates; pass overwrite=False to protect one)."""
+def save(fig, path, overwrite: bool = False, dpi: int = 110) -> Path:
+    """Write ``fig`` as PNG at ``path`` (folders made as needed) and return the path.
+
+    An existing file is never replaced unless ``overwrite=True``: a figure the user kept under that name is
+    theirs. The kit's own regenerated figures (the notebooks' ``FIGURES``, ``vp2p paper``) pass it.
+    """
     path = Path(path)
     if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists; pass overwrite=True or choose another path")
+        raise FileExistsError(f"{path} exists; viz.save does not replace files: pass overwrite=True to replace "
+                              "it, or choose another path")
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=dpi, bbox_inches="tight")
     return path

@@ -574,7 +574,8 @@ def load_checkpoint(work: Path, name: str | None = None):
     return unet.eval(), text_encoder.eval(), tokenizer, state["step"]
 
 
-def main(argv=None, prog: str | None = None):
+def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
+    """The training script's options (``vp2p train-toy`` passes its arguments on to it, ``prog`` naming it)."""
     parser = argparse.ArgumentParser(prog=prog, description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", default="runs/toy", help="folder for checkpoints and the cached data set")
@@ -608,7 +609,11 @@ def main(argv=None, prog: str | None = None):
     video.add_argument("--seed", type=int, default=2)
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     parser.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None, prog: str | None = None):
+    args = build_parser(prog).parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     from diffusers import AutoencoderKL
