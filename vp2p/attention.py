@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from diffusers.models.attention_processor import Attention
 
-from vp2p import layout
+from vp2p import layout, seams
 from vp2p.precision import REDUCED
 
 KINDS = ("self", "frame", "cross", "temporal")
@@ -75,6 +75,11 @@ def frame_context(hidden: torch.Tensor, num_frames: int, frame_keys: str) -> tor
     return layout.merge_frames(torch.cat([first, previous], dim=2))
 
 
+def first_frame_context(hidden: torch.Tensor, num_frames: int) -> torch.Tensor:
+    """Video-P2P's frame attention context (``frame_keys="first"``): the replaceable step ``frame_context``."""
+    return frame_context(hidden, num_frames, "first")
+
+
 def explicit_in_reduced_precision(kind: str, dtype: torch.dtype) -> bool:
     """Whether a layer computes its probabilities explicitly even when no controller watches it.
 
@@ -122,6 +127,8 @@ class AttentionProcessor:
             context = encoder_hidden_states
             if attn.norm_cross:
                 context = attn.norm_encoder_hidden_states(context)
+        elif kind == "frame" and self.frame_keys == "first":
+            context = seams.step("frame_context")(hidden_states, num_frames)  # a student's, in the course
         elif kind == "frame":
             context = frame_context(hidden_states, num_frames, self.frame_keys)
         else:

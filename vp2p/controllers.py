@@ -22,7 +22,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from vp2p import layout
+from vp2p import layout, seams
 from vp2p.attention import Layer, map_size, map_size_where
 
 
@@ -189,7 +189,7 @@ class Replacement:
     mappers: torch.Tensor
 
     def __call__(self, source, targets):
-        return replace_maps(source, self.mappers)
+        return replace_maps(source, self.mappers)  # (not an exercise: the mapper is; see vp2p.seams)
 
 
 @dataclass(eq=False)
@@ -200,7 +200,7 @@ class Refinement:
     alphas: torch.Tensor
 
     def __call__(self, source, targets):
-        return refine_maps(source, targets, self.mappers, self.alphas)
+        return seams.step("refine_maps")(source, targets, self.mappers, self.alphas)
 
 
 @dataclass(eq=False)
@@ -212,7 +212,23 @@ class Reweighting:
 
     def __call__(self, source, targets):
         maps = source.expand_as(targets) if self.base is None else self.base(source, targets)
-        return reweight_maps(maps, self.equalizer)
+        return seams.step("reweight_maps")(maps, self.equalizer)
+
+
+def blend_mask(maps: torch.Tensor, token_indices: list[list[int]], latent_size: tuple[int, int],
+               threshold: float = 0.3) -> torch.Tensor:
+    """LocalBlend's mask, bool (B, F, H, W), from maps (B, F, h, w, tokens): per branch the blend tokens' maps
+    summed, max-pooled 3×3, upsampled, divided by each frame's maximum, thresholded; united with the source's."""
+    weights = torch.zeros(len(token_indices), max([maps.shape[-1]] + [i + 1 for ids in token_indices for i in ids]))
+    for branch, indices in enumerate(token_indices):
+        weights[branch, indices] = 1
+    weights = weights[:, : maps.shape[-1]].to(maps)
+    score = (maps * weights[:, None, None, None, :]).sum(-1)  # (B, F, h, w)
+    score = F.max_pool2d(score, kernel_size=3, stride=1, padding=1)
+    score = F.interpolate(score, size=latent_size, mode="nearest")
+    score = score / score.amax(dim=(-2, -1), keepdim=True).clamp_min(1e-12)
+    mask = score > threshold
+    return mask | mask[:1]
 
 
 class LocalBlend:
@@ -228,21 +244,14 @@ class LocalBlend:
                  resolution: int | None = None):
         if not 0 <= start <= 1:
             raise ValueError(f"blend start {start} must be a fraction of the steps in [0, 1]")
-        self.weights = torch.zeros(len(token_indices), max_len)
-        for branch, indices in enumerate(token_indices):
-            self.weights[branch, indices] = 1
+        self.token_indices = [list(indices) for indices in token_indices]
+        self.max_len = max_len
         self.threshold, self.start, self.resolution = threshold, start, resolution
         self.masks: list[torch.Tensor] = []  # per applied step: bool (B, F, H, W), on the CPU
 
     def mask(self, maps: torch.Tensor, latent_size: tuple[int, int]) -> torch.Tensor:
-        """bool (B, F, H, W) from maps (B, F, h, w, tokens)."""
-        weights = self.weights[:, : maps.shape[-1]].to(maps)
-        score = (maps * weights[:, None, None, None, :]).sum(-1)  # (B, F, h, w)
-        score = F.max_pool2d(score, kernel_size=3, stride=1, padding=1)
-        score = F.interpolate(score, size=latent_size, mode="nearest")
-        score = score / score.amax(dim=(-2, -1), keepdim=True).clamp_min(1e-12)
-        mask = score > self.threshold
-        return mask | mask[:1]
+        """bool (B, F, H, W) from maps (B, F, h, w, tokens): ``blend_mask`` (the replaceable step)."""
+        return seams.step("blend_mask")(maps, self.token_indices, latent_size, self.threshold)
 
     def __call__(self, latents: torch.Tensor, store: AttentionStore, resolution: int) -> torch.Tensor:
         if store.step < int(self.start * store.num_steps):

@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vp2p import checks, layout
-from vp2p.alignment import refinement_mapper, replacement_mapper, word_token_indices
+from vp2p import checks, layout, seams
+from vp2p.alignment import word_token_indices
 from vp2p.attention import blend_resolution, cross_attention_heights, require_vp2p_processors
 from vp2p.checks import parse_weights  # noqa: F401  (the word weights of the panels and CLI)
 from vp2p.controllers import (AttentionEdit, AttentionStore, LocalBlend, cross_replace_alpha, Refinement,
@@ -108,14 +108,16 @@ def make_controller(pipe, prompts, num_steps: int = 50, is_word_swap: bool = Tru
         blend = LocalBlend(indices, max_len, threshold=threshold, start=blend_start)
     store_options.setdefault("num_tokens", max(len(tok(p).input_ids) for p in prompts))  # keep only used tokens
     if is_word_swap:
-        rule = Replacement(torch.stack([replacement_mapper(prompts[0], p, tok, max_len) for p in prompts[1:]]))
+        mapper = seams.step("replacement_mapper")  # vp2p's, or a student's in the course
+        rule = Replacement(torch.stack([mapper(prompts[0], p, tok, max_len) for p in prompts[1:]]))
     else:
-        pairs = [refinement_mapper(prompts[0], p, tok, max_len) for p in prompts[1:]]
+        pairs = [seams.step("refinement_mapper")(prompts[0], p, tok, max_len) for p in prompts[1:]]
         rule = Refinement(torch.stack([m for m, _ in pairs]), torch.stack([a for _, a in pairs]))
     if eq_params:
         weights = parse_eq_params(eq_params)
         # one equalizer per target prompt (official: prompts[1]'s token positions serve every target)
-        rule = Reweighting(torch.stack([equalizer(p, weights, tok, max_len) for p in prompts[1:]]), base=rule)
+        equalize = seams.step("equalizer")
+        rule = Reweighting(torch.stack([equalize(p, weights, tok, max_len) for p in prompts[1:]]), base=rule)
     return AttentionEdit(rule, alpha, self_replace_steps=self_replace_steps, self_attention=self_attention,
                          local_blend=blend, **store_options)
 

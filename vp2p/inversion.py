@@ -40,10 +40,10 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
-from vp2p import checks
+from vp2p import checks, seams
 from vp2p.attention import require_vp2p_processors
 from vp2p.checks import INVERSION_METHODS
-from vp2p.ddim import DDIMSchedule, ddim_inverse_step, ddim_step, guide
+from vp2p.ddim import DDIMSchedule
 from vp2p.inflation import inflation_options, is_inflated, weights_fingerprint
 from vp2p.inspect.fidelity import psnr
 from vp2p.io.storage import array_fingerprint, cache_key, module_fingerprint, refuse_overwrite, save_tensors
@@ -134,11 +134,13 @@ class Inversion:
 def inversion_key(pipe, frames: np.ndarray, prompt: str, **settings) -> str:
     """A fingerprint of everything an inversion depends on: the video, the prompt, the settings, the dtype, the
     scheduler, how the UNet was inflated and (sampled, see ``vp2p.io.storage``) every weight of the UNet — tuned ones
-    included —, the text encoder and the VAE; with the cache format and the package version (``cache_key``)."""
+    included —, the text encoder and the VAE; the steps replaced by a student's (``vp2p.seams``); with the cache
+    format and the package version (``cache_key``)."""
     return cache_key(
         frames=array_fingerprint(frames), prompt=prompt, model=pipe.name, dtype=str(pipe.dtype),
         scheduler=dict(pipe.scheduler.config), inflation=inflation_options(pipe.unet) if is_inflated(pipe.unet) else None,
-        weights=[module_fingerprint(m) for m in (pipe.unet, pipe.text_encoder, pipe.vae)], **settings)
+        weights=[module_fingerprint(m) for m in (pipe.unet, pipe.text_encoder, pipe.vae)],
+        **seams.cache_entries("invert"), **settings)  # a student's step in place (the course): another key
 
 
 @torch.no_grad()
@@ -148,7 +150,7 @@ def ddim_invert(unet, z0: torch.Tensor, cond: torch.Tensor, schedule: DDIMSchedu
     latents = [z0.float()]
     for t in tqdm(schedule.timesteps[::-1], desc="DDIM inversion", disable=not progress, leave=False):
         out = unet_output(unet, latents[-1], t, cond, num_frames)
-        latents.append(ddim_inverse_step(out, t, latents[-1], schedule))
+        latents.append(seams.step("ddim_inverse_step")(out, t, latents[-1], schedule))
     return torch.stack(latents).cpu()
 
 
@@ -156,7 +158,8 @@ def null_text_loss(unet, latent, t: int, null, cond_out, target, schedule, num_f
     """Paper eq. 9: the distance between the guided DDIM step from ``latent`` with unconditional embedding ``null``
     and the inversion trajectory's ``target`` (``cond_out``: the conditional prediction, computed once per step)."""
     uncond_out = unet_output(unet, latent, t, null, num_frames)
-    return F.mse_loss(ddim_step(guide(uncond_out, cond_out, guidance_scale), t, latent, schedule), target)
+    guided = seams.step("guide")(uncond_out, cond_out, guidance_scale)
+    return F.mse_loss(seams.step("ddim_step")(guided, t, latent, schedule), target)
 
 
 class NullText(NamedTuple):
@@ -191,7 +194,8 @@ def null_text_optimization(unet, trajectory, cond, uncond, schedule, num_frames,
         with torch.no_grad():
             cond_out = unet_output(unet, latent, t, cond, num_frames)
         for iteration in range(1, inner_steps + 1):
-            loss = null_text_loss(unet, latent, t, null, cond_out, target, schedule, num_frames, guidance_scale)
+            loss = seams.step("null_text_loss")(unet, latent, t, null, cond_out, target, schedule, num_frames,
+                                                 guidance_scale)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(optimizer)
@@ -204,7 +208,8 @@ def null_text_optimization(unet, trajectory, cond, uncond, schedule, num_frames,
         embeddings.append(null.to("cpu", copy=True))  # a copy: on the CPU .cpu() would alias the next step's null
         with torch.no_grad():
             uncond_out = unet_output(unet, latent, t, null, num_frames)
-            latent = ddim_step(guide(uncond_out, cond_out, guidance_scale), t, latent, schedule)
+            guided = seams.step("guide")(uncond_out, cond_out, guidance_scale)
+            latent = seams.step("ddim_step")(guided, t, latent, schedule)
         path.append(latent.cpu())
     return NullText(torch.stack(embeddings), losses, iterations, torch.stack(path))
 

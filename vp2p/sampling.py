@@ -12,8 +12,8 @@ from typing import Callable
 import torch
 from tqdm.auto import tqdm
 
-from vp2p.ddim import DDIMSchedule, ddim_step, guide
-from vp2p import layout
+from vp2p.ddim import DDIMSchedule
+from vp2p import layout, seams
 from vp2p.layout import rows_for
 
 
@@ -63,7 +63,7 @@ def sample(
         embeddings = torch.cat([rows_for(uncond_at(step), rows), cond_rows])
         out = unet_output(unet, layout.guided(latents), t, embeddings, num_frames, controller)
         uncond_out, cond_out = layout.halves(out)
-        latents = ddim_step(guide(uncond_out, cond_out, w), t, latents, schedule)
+        latents = seams.step("ddim_step")(seams.step("guide")(uncond_out, cond_out, w), t, latents, schedule)
         if controller is not None:
             controller.end_step()
             latents = controller.step_callback(latents)

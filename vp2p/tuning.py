@@ -23,7 +23,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
-from vp2p import checks
+from vp2p import checks, seams
 from vp2p.inflation import inflation_options, trainable_parameters
 from vp2p.precision import autocast, grad_scaler, gradient_checkpointing, master_weights
 from vp2p.sampling import unet_output
@@ -54,7 +54,13 @@ def training_mode(module):
         module.eval()
 
 
+def noisy_latents(scheduler, latents, noise, timesteps):
+    """The forward process q(x_t | x_0) at ``timesteps``: √ᾱ_t·x_0 + √(1 − ᾱ_t)·ε (diffusers' ``add_noise``)."""
+    return scheduler.add_noise(latents, noise, timesteps)
+
+
 def training_target(scheduler, latents, noise, timesteps):
+    """What the UNet learns to predict: the noise (epsilon models) or the velocity (v_prediction models)."""
     if scheduler.config.prediction_type == "v_prediction":
         return scheduler.get_velocity(latents, noise, timesteps)
     return noise
@@ -62,13 +68,15 @@ def training_target(scheduler, latents, noise, timesteps):
 
 def tune(pipe, frames: np.ndarray, prompt: str, steps: int | None = None, lr: float | None = None, seed: int = 0,
          checkpointing: bool | None = None, latents: str = "sample", max_grad_norm: float | None = 1.0,
-         progress: bool = True) -> TuneResult:
+         progress: bool = True, parameters: dict | None = None) -> TuneResult:
     """Fine-tune ``pipe.unet`` (inflated) in place on ``frames`` (uint8 (F, H, W, 3)) with ``prompt``.
 
     ``steps`` and ``lr`` left None follow the model (``vp2p.workflow.settings_for``: the official 500 steps of
     3e-5 on Stable Diffusion, the toy's 50 of 3e-4 on the toy model).
     ``latents``: "sample" (official: a fresh draw from the VAE posterior every step) or "mean";
     ``max_grad_norm``: gradient clipping (official 1.0; None turns it off); ``checkpointing``: default on CUDA.
+    ``parameters``: what to train (name -> parameter), the paper's ``trainable_parameters(unet)`` when None (the
+    course's break-it trains the keys and values too; weights trained so are not saved by ``save_tuned``).
     """
     from vp2p.workflow import settings_for  # here: vp2p.workflow imports this module
 
@@ -83,7 +91,7 @@ def tune(pipe, frames: np.ndarray, prompt: str, steps: int | None = None, lr: fl
     pipe.tokenize([prompt])  # a prompt too long for the text encoder
     start = time.perf_counter()
     unet, device = pipe.unet, pipe.device
-    params = trainable_parameters(unet)
+    params = trainable_parameters(unet) if parameters is None else parameters
     # Encoded once: the frozen encoder gives the same posterior every step, so drawing from its mean and std is
     # the official per-step `latent_dist.sample()` without re-running the VAE.
     mean, std = (x.float() for x in pipe.encode_posterior(frames))
@@ -101,10 +109,11 @@ def tune(pipe, frames: np.ndarray, prompt: str, steps: int | None = None, lr: fl
                 z0 = mean + std * torch.randn(mean.shape, generator=generator).to(device)
             noise = torch.randn(mean.shape, generator=generator).to(device)
             t = torch.randint(0, pipe.scheduler.config.num_train_timesteps, (1,), generator=generator)
-            noisy = pipe.scheduler.add_noise(z0, noise, t.to(device))
+            noisy = seams.step("noisy_latents")(pipe.scheduler, z0, noise, t.to(device))
             with autocast(device, pipe.dtype):
                 pred = unet_output(unet, noisy, int(t), cond, num_frames)
-            loss = F.mse_loss(pred.float(), training_target(pipe.scheduler, z0, noise, t.to(device)).float())
+            target = seams.step("training_target")(pipe.scheduler, z0, noise, t.to(device))
+            loss = F.mse_loss(pred.float(), target.float())
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             if max_grad_norm is not None:

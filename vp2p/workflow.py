@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vp2p import checks
+from vp2p import checks, seams
 from vp2p.editing import (EditResult, check_prompts, controller_option_names, edit, make_controller,
                           parse_eq_params, prompt_roles)
 from vp2p.inflation import inflate_unet, inflation_options, is_inflated, restore_base_weights, trainable_parameters
@@ -242,9 +242,11 @@ def video_p2p(pipe, frames, source: str, targets, settings: Settings | None = No
 
 def tuning_fingerprint(pipe, frames, source, settings) -> dict:
     """What tuned weights depend on: the clip, the prompt, the base model (its weights, read right after
-    ``restore_base_weights``), how it was inflated, and the tuning settings."""
+    ``restore_base_weights``), how it was inflated, the tuning settings, and the steps replaced by a student's
+    (``vp2p.seams``)."""
     return {"frames": array_fingerprint(frames), "source": source, "model": pipe.name, "dtype": str(pipe.dtype),
             "base_weights": module_fingerprint(pipe.unet), "text_encoder": module_fingerprint(pipe.text_encoder),
             "vae": module_fingerprint(pipe.vae),
             **inflation_options(pipe.unet), "tune_steps": settings.tune_steps, "tune_lr": settings.tune_lr,
-            "tune_latents": settings.tune_latents, "seed": settings.seed}
+            "tune_latents": settings.tune_latents, "seed": settings.seed,
+            **seams.cache_entries("tune")}  # a student's step in place (the course): never vp2p's cache
