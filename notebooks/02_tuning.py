@@ -128,7 +128,7 @@ display(Markdown(f"On this run the moving average went from {first_loss:.4f} to 
 # Sampled again from the same seed, the tuned model should now draw something closer to the input clip: the
 # source prompt should have come to mean *this* video. That is what makes the next stage, inversion, work well — and
 # why the edit later keeps the clip's look and motion. How much closer is measured under the strips: PSNR to the
-# input, and (toy world) in how many frames the evaluator finds the object.
+# input, and (toy world) in how many frames the evaluator reads the clip's object (its colour and shape).
 
 # %%
 after = probes.generate(pipe, SOURCE, seed=SEED, num_steps=settings.num_steps)
@@ -140,10 +140,11 @@ for name, sample in [("before", before), ("after", after)]:
     closeness[name] = float(np.mean([psnr(a, b) for a, b in zip(sample, frames)]))
     print(f"{name} tuning: PSNR to the input {closeness[name]:.1f} dB, "
           f"frame spread {probes.frame_spread(sample):.1f} (input {probes.frame_spread(frames):.1f})")
-    if course.is_toy(pipe) and VIDEO is None:
-        found = [f.shape is not None for f in evaluator.read_video(sample).frames]
-        print(f"  the evaluator finds an object in {sum(found)} of {len(found)} frames; none in "
-              f"{[i for i, ok in enumerate(found) if not ok]}")
+    if course.is_toy(pipe) and VIDEO is None:  # per frame: does it read as the clip's object (colour and shape)?
+        hits = [all(evaluator.score(f, course.SCENE)[k] for k in ("color", "shape"))
+                for f in evaluator.read_video(sample).frames]
+        print(f"  the {course.SCENE.color} {course.SCENE.shape} read back in {sum(hits)} of {len(hits)} frames; "
+              f"missed in frames {[i for i, ok in enumerate(hits) if not ok]}")
 display(Markdown(f"Tuning moved the sample {closeness['after'] - closeness['before']:+.1f} dB towards the input "
                  f"({closeness['before']:.1f} → {closeness['after']:.1f} dB)."))
 

@@ -21,7 +21,7 @@
 # To edit a video we first need the starting point from which the tuned model redraws it: **DDIM inversion** runs
 # the deterministic sampler backwards, from the clip's latents z₀ to noise z_T (paper eq. 3). Sampling forward
 # again *without* guidance would return (almost) to z₀ — but editing needs classifier-free guidance (w = 7.5), and
-# with guidance every step drifts a little from the inversion trajectory; over 50 steps the reconstruction goes
+# with guidance every step drifts a little from the inversion trajectory; over the paper's 50 steps the reconstruction goes
 # visibly wrong.
 #
 # **Null-text inversion** fixes the drift by optimising, at every step, the *unconditional* embedding (the
@@ -207,7 +207,7 @@ else:
 #
 # Now write the heart of this stage yourself. Each exercise is a function whose signature and docstring are given:
 # write its body in the solution cell, run it, then run the check below it. The check calls your function and
-# vp2p's own on small inputs — random latents, schedules of 1 to 50 steps, and a tiny stand-in UNet
+# vp2p's own on small inputs — random latents, schedules of 1 to `50` steps, and a tiny stand-in UNet
 # (`exercises.TinyDenoiser`) in place of the real one, so that it runs in a second — and, when they disagree, says
 # what is wrong. The exercises need nothing computed above — only the imports of the next cell.
 #
@@ -232,7 +232,7 @@ from vp2p.sampling import unet_output
 # inversion makes. Write it for epsilon models (x̂₀ = (x − √(1 − ᾱ)·ε̂)/√ᾱ, at the sample's own level). Which ᾱ
 # goes where is the whole exercise: swap them and you have the sampling step; shift them by Δ and every step lands
 # one level off. `schedule.alpha(s)` is ᾱ at timestep s — also at s < 0, which the very first inversion step
-# meets (t − Δ = −19 for 50 steps: timesteps 981 … 1). Compared with `vp2p.ddim.ddim_inverse_step`.
+# meets (`t − Δ = −19` for `50` steps: timesteps `981 … 1`). Compared with `vp2p.ddim.ddim_inverse_step`.
 
 # %% nbgrader={"grade": false, "grade_id": "ddim_inverse_step", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def ddim_inverse_step(model_output, t, sample, schedule):
@@ -284,12 +284,13 @@ exercises.check("null_text_loss", null_text_loss)
 # ### Exercise 3 · One Adam update with the official schedule
 #
 # At DDIM step i (0 for the first, noisiest step) the official code creates a **fresh** Adam optimiser over the
-# null embedding with the learning rate lr·(1 − i/100) — large steps early, where the trajectory is noisy, smaller
-# ones later — and runs at most 10 iterations, stopping once the loss is below 1e-5 + i·2e-5; each step starts from
+# null embedding with the learning rate `lr·(1 − i/100)` — large steps early, where the trajectory is noisy, smaller
+# ones later — and runs at most `inner_steps` (official: 10) iterations, stopping once the loss is below
+# `1e-5 + i·2e-5` (`vp2p.inversion.stop_threshold`); each step starts from
 # the previous step's embedding. Write one iteration: from `null`, one backward pass of `loss_of(null)` and one
 # Adam step. (Adam's first step moves every entry by about the learning rate, whatever the gradient's size: the
 # schedule *is* the step size.) The check replays vp2p's `null_text_optimization` with one iteration per step on
-# the tiny model and compares your update at steps 0, 1, 7 and 19 with the embeddings it found.
+# the tiny model and compares your update at steps `0, 1, 7` and `19` with the embeddings it found.
 
 # %% nbgrader={"grade": false, "grade_id": "null_text_update", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def null_text_update(null, loss_of, i, lr):

@@ -119,18 +119,24 @@ if course.is_toy(pipe) and VIDEO is None:
                      ylabel="attribute strength (evaluator)", marker="o", title="reweighting, measured")
     viz.save(fig, FIGURES / "06_attribute_strength.png")
     print("attribute strength:", {w: round(float(v), 3) for w, v in zip(WEIGHTS, strength)})
+    intact = []  # the weights whose edit reads as the target prompt in every field
     for w, e in edits.items():
         verdict = judge_edit(clip, course.SCENE.replace(attribute=WORD), e.edited)
         print(f"weight {w:g}: reads as {evaluator.reading_text(e.edited)}; background PSNR "
               f"{verdict['background_psnr']:.1f} dB; frames without object {verdict['geometry']['frames_without_object']}")
+        if all(verdict["hits"].values()):
+            intact.append(w)
     peak = WEIGHTS[int(np.argmax(strength))]
     rising = [b > a for a, b in zip(strength, strength[1:])]
     BENCH = course.project_dir() / "benchmarks" / "toy_bench.json"
     bench = json.loads(BENCH.read_text()) if BENCH.exists() else None
     display(Markdown(
-        f"On this clip the strength rises from weight {WEIGHTS[0]:g} to the next in {sum(rising)} of {len(rising)} "
-        f"steps of the sweep and peaks at weight {peak:g} ({max(strength):.2f})."
-        + (f" Over {bench['videos']} held-out videos `vp2p toy-bench` measures "
+        f"On this clip the strength rises from one weight to the next in {sum(rising)} of {len(rising)} steps of the "
+        f"sweep and is highest at weight {peak:g} ({max(strength):.2f}); the edit reads as the target prompt "
+        f"(every field) at weights {', '.join(f'{w:g}' for w in intact) or 'none'}"
+        + (f" — at {', '.join(f'{w:g}' for w in WEIGHTS if w not in intact)} it does not, whatever the strength says."
+           if len(intact) < len(WEIGHTS) else ".")
+        + (f" Over {len(bench['videos'])} held-out videos `vp2p toy-bench` measures "
            + ", ".join(f"{s:.2f}" for s in bench["reweight_strengths"]) + " at weights "
            + ", ".join(f"{w:g}" for w in bench["reweight_weights"])
            + f", and {bench['reweight_overdrive']['strength']:.2f} at {bench['reweight_overdrive']['weight']:g}."

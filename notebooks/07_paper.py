@@ -18,8 +18,8 @@
 #
 # # 7 · The paper's tables, on ground truth
 #
-# Video-P2P makes its claims in two tables. **Table 1** edits 45 DAVIS clips with the method, two baselines and three
-# ablations, and scores each with five numbers: CLIP score (does the edit show the target prompt?), masked PSNR (is
+# Video-P2P makes its claims in two tables. **Table 1** edits DAVIS clips (paper: 45) with the method, two
+# baselines and three ablations, and scores each with five numbers: CLIP score (does the edit show the target prompt?), masked PSNR (is
 # the rest of the frame untouched?), LPIPS (how far from the source, perceptually), Object Semantic Variance (does
 # the edited object stay the same thing across frames? lower is better) and Temp (CLIP similarity of consecutive
 # frames). **Table 2** compares inversions by how well they reconstruct the clip, and by how many numbers they
@@ -243,7 +243,7 @@ from vp2p.toy.evaluator import PSNR_CAP, dilate
 # ### Exercise 1 · Masked PSNR: was the rest of the video left alone?
 #
 # Table 1's second column asks whether an edit changed **only** what the prompt changed: the PSNR between the source
-# and the edited video over the pixels **outside** the edited object's masks (Video-P2P 20.65 dB, w/o DG 18.97,
+# and the edited video over the pixels **outside** the edited object's masks (paper: Video-P2P 20.65 dB, w/o DG 18.97,
 # TAV+DDIM 17.37 — the first claim checked above rests on this column; the toy's background PSNR is the same formula
 # outside the source's and the edit's objects). Write it for two uint8 videos (frames, H, W, 3) and bool masks
 # (frames, H, W):
@@ -252,8 +252,8 @@ from vp2p.toy.evaluator import PSNR_CAP, dilate
 #   are redrawn with the object — and keep the pixels outside them;
 # * one mean squared error over **every** kept pixel of **every** frame (the three channels included) — pooled, not
 #   a mean of per-frame PSNRs: a frame with little background left weighs as little as it holds, and a frame the
-#   object fills entirely simply adds nothing; subtract in float, as uint8 differences wrap around (3 − 5 = 254);
-# * PSNR = 10·log10(255² / MSE) — the peak of uint8 is 255 — at most `PSNR_CAP` (100 dB), which is also the value
+#   object fills entirely simply adds nothing; subtract in float, as uint8 differences wrap around (`3 − 5 = 254`);
+# * PSNR = 10·log10(255² / MSE) — the peak of uint8 is `255` — at most `PSNR_CAP` (`100` dB), which is also the value
 #   of identical backgrounds (MSE 0), so that one perfect clip cannot make a table's mean infinite;
 # * raise `ValueError` when no pixel is left outside the grown masks: there is no background to measure.
 #
