@@ -316,3 +316,12 @@ def test_markdown_puts_the_paper_beside_ours():
     assert "| Video-P2P | 0.3367 | 0.90 | 20.65 | 35.00 |" in text
     assert "| null-text, shared (Video-P2P) | 22.75 | 31.00 | 2.94 M | 61,600 |" in text
     assert "- **holds** — Video-P2P preserves the background" in text
+
+
+def test_table1_without_its_clip_table_keeps_the_toy_counterparts_only():
+    tables = synthetic_tables()
+    tables.update(metrics=paper.Scorers().status())
+    full, toy = paper.table1_markdown(tables), paper.table1_markdown(tables, clip_table=False)
+    assert "ours CLIP score" in full and "no CLIP weights given" in full
+    assert "ours CLIP score" not in toy and "no CLIP weights given" not in toy
+    assert "| Video-P2P | 0.3367 | 0.90 | 20.65 | 35.00 |" in toy and toy in full  # the same toy table, once

@@ -173,6 +173,11 @@ class NullText(NamedTuple):
     path: torch.Tensor
 
 
+def stop_threshold(step: int, early_stop: float = 1e-5) -> float:
+    """The loss below which null-text optimisation stops at DDIM step ``step`` (official: 1e-5 + step·2e-5)."""
+    return early_stop + step * 2e-5
+
+
 def null_text_optimization(unet, trajectory, cond, uncond, schedule, num_frames, guidance_scale, per_frame=False,
                            inner_steps=10, lr=1e-2, early_stop=1e-5, progress=True) -> NullText:
     """Per step, an unconditional embedding (shared or per frame) for which guided DDIM follows ``trajectory``.
@@ -200,7 +205,7 @@ def null_text_optimization(unet, trajectory, cond, uncond, schedule, num_frames,
             scaler.scale(loss).backward()
             scaler.step(optimizer)
             scaler.update()
-            if loss.item() < early_stop + i * 2e-5:
+            if loss.item() < stop_threshold(i, early_stop):
                 break
         losses.append(loss.item())
         iterations.append(iteration)

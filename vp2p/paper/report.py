@@ -139,9 +139,10 @@ def verdict_word(holds: bool | None) -> str:
     return {True: "holds", False: "does not hold", None: "not measured"}[holds]
 
 
-def table1_markdown(tables: dict) -> str:
+def table1_markdown(tables: dict, clip_table: bool = True) -> str:
     """Table 1: the paper's metrics, ours beside them ("—" where their weights were not given, and why); then
-    each paper metric beside its toy counterpart."""
+    each paper metric beside its toy counterpart. ``clip_table=False``: the toy counterparts only (a notebook that
+    shows several runs without CLIP weights prints the table of "—" once, not once per run)."""
     paper_label = {c.key: c for c in PAPER_COLUMNS}
     toy_header, cells = ["method"], []
     for column in TOY_COLUMNS:
@@ -162,6 +163,8 @@ def table1_markdown(tables: dict) -> str:
                    for name, e in tables["table1"].items()]
     lines = [_markdown_table(header, paper_cells), "", "Their toy counterparts, beside the paper's numbers:", "",
              _markdown_table(toy_header, cells)]
+    if not clip_table:
+        return _markdown_table(toy_header, cells)
     status = tables["metrics"]
     skipped = [f"*{status[name]['reason']}.*" for name in ("clip", "lpips") if not status[name]["computed"]]
     return "\n".join(lines[:1] + [line for note in skipped for line in ("", note)] + lines[1:])
