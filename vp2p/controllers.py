@@ -215,6 +215,13 @@ class Reweighting:
         return reweight_maps(maps, self.equalizer)
 
 
+def blend_mask(score: torch.Tensor, threshold: float) -> torch.Tensor:
+    """bool (B, F, H, W): where a blend score (B, F, H, W) exceeds the threshold, each target's mask united with
+    the source's (branch 0)."""
+    mask = score > threshold
+    return mask | mask[:1]
+
+
 class LocalBlend:
     """Keep everything outside the edited object from the source branch (paper Sec. 3.3 and Algorithm 1, per
     frame).
@@ -234,15 +241,17 @@ class LocalBlend:
         self.threshold, self.start, self.resolution = threshold, start, resolution
         self.masks: list[torch.Tensor] = []  # per applied step: bool (B, F, H, W), on the CPU
 
-    def mask(self, maps: torch.Tensor, latent_size: tuple[int, int]) -> torch.Tensor:
-        """bool (B, F, H, W) from maps (B, F, h, w, tokens)."""
+    def score(self, maps: torch.Tensor, latent_size: tuple[int, int]) -> torch.Tensor:
+        """The blend score before thresholding, (B, F, H, W) in [0, 1], from maps (B, F, h, w, tokens)."""
         weights = self.weights[:, : maps.shape[-1]].to(maps)
         score = (maps * weights[:, None, None, None, :]).sum(-1)  # (B, F, h, w)
         score = F.max_pool2d(score, kernel_size=3, stride=1, padding=1)
         score = F.interpolate(score, size=latent_size, mode="nearest")
-        score = score / score.amax(dim=(-2, -1), keepdim=True).clamp_min(1e-12)
-        mask = score > self.threshold
-        return mask | mask[:1]
+        return score / score.amax(dim=(-2, -1), keepdim=True).clamp_min(1e-12)
+
+    def mask(self, maps: torch.Tensor, latent_size: tuple[int, int]) -> torch.Tensor:
+        """bool (B, F, H, W) from maps (B, F, h, w, tokens)."""
+        return blend_mask(self.score(maps, latent_size), self.threshold)
 
     def __call__(self, latents: torch.Tensor, store: AttentionStore, resolution: int) -> torch.Tensor:
         if store.step < int(self.start * store.num_steps):
