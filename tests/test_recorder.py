@@ -125,7 +125,8 @@ def test_default_selection_bound_and_bookkeeping(recorded):
     kinds = {(r.layer.kind, r.layer.place, r.height) for r in recorder.layers()}
     assert {("cross", "down", 16), ("cross", "up", 8), ("temporal", "down", 16), ("temporal", "mid", 8)} <= kinds
     assert recorder.resolutions("cross") == [8, 16] and recorder.recorded_steps() == [0, 1]
-    tensors = [t for steps in recorder.records.values() for t in steps.values()]
+    tensors = [t for records in (recorder.records, recorder.padding) for steps in records.values()
+               for t in steps.values()]
     assert all(t.dtype == torch.float16 and t.device.type == "cpu" for t in tensors)
     assert recorder.nbytes == sum(t.numel() * 2 for t in tensors) <= recorder.max_bytes
     assert recorder.layers("cross")[0].label == "cross · down 16×16 · down_blocks.0.attentions.0"
@@ -163,8 +164,8 @@ def test_selections_by_resolution_names_and_steps(recorded):
     only_temporal = AttentionRecorder(kinds=["temporal"])
     run_once(pipe, only_temporal, steps=1)
     assert {r.layer.kind for r in only_temporal.layers()} == {"temporal"}
-    with pytest.raises(ValueError, match="frame"):
-        AttentionRecorder(kinds=["frame"])
+    with pytest.raises(ValueError, match="self"):  # an image model's self-attention: not a recorded kind
+        AttentionRecorder(kinds=["self"])
 
 
 def test_the_memory_bound_is_kept_and_projected(recorded):

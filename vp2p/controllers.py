@@ -215,10 +215,9 @@ class Reweighting:
         return seams.step("reweight_maps")(maps, self.equalizer)
 
 
-def blend_mask(maps: torch.Tensor, token_indices: list[list[int]], latent_size: tuple[int, int],
-               threshold: float = 0.3) -> torch.Tensor:
-    """LocalBlend's mask, bool (B, F, H, W), from maps (B, F, h, w, tokens): per branch the blend tokens' maps
-    summed, max-pooled 3×3, upsampled, divided by each frame's maximum, thresholded; united with the source's."""
+def blend_score(maps: torch.Tensor, token_indices: list[list[int]], latent_size: tuple[int, int]) -> torch.Tensor:
+    """LocalBlend's score before thresholding, (B, F, H, W) in [0, 1], from maps (B, F, h, w, tokens): per branch
+    the blend tokens' maps summed, max-pooled 3×3, upsampled to the latent size, divided by each frame's maximum."""
     weights = torch.zeros(len(token_indices), max([maps.shape[-1]] + [i + 1 for ids in token_indices for i in ids]))
     for branch, indices in enumerate(token_indices):
         weights[branch, indices] = 1
@@ -226,9 +225,21 @@ def blend_mask(maps: torch.Tensor, token_indices: list[list[int]], latent_size: 
     score = (maps * weights[:, None, None, None, :]).sum(-1)  # (B, F, h, w)
     score = F.max_pool2d(score, kernel_size=3, stride=1, padding=1)
     score = F.interpolate(score, size=latent_size, mode="nearest")
-    score = score / score.amax(dim=(-2, -1), keepdim=True).clamp_min(1e-12)
+    return score / score.amax(dim=(-2, -1), keepdim=True).clamp_min(1e-12)
+
+
+def threshold_blend(score: torch.Tensor, threshold: float) -> torch.Tensor:
+    """bool (B, F, H, W): where a blend score exceeds the threshold, each target's mask united with the source's
+    (branch 0)."""
     mask = score > threshold
     return mask | mask[:1]
+
+
+def blend_mask(maps: torch.Tensor, token_indices: list[list[int]], latent_size: tuple[int, int],
+               threshold: float = 0.3) -> torch.Tensor:
+    """LocalBlend's mask, bool (B, F, H, W), from maps (B, F, h, w, tokens): the score thresholded, each target's
+    mask united with the source's."""
+    return threshold_blend(blend_score(maps, token_indices, latent_size), threshold)
 
 
 class LocalBlend:
@@ -248,6 +259,10 @@ class LocalBlend:
         self.max_len = max_len
         self.threshold, self.start, self.resolution = threshold, start, resolution
         self.masks: list[torch.Tensor] = []  # per applied step: bool (B, F, H, W), on the CPU
+
+    def score(self, maps: torch.Tensor, latent_size: tuple[int, int]) -> torch.Tensor:
+        """The blend score before thresholding, (B, F, H, W) in [0, 1], from maps (B, F, h, w, tokens)."""
+        return blend_score(maps, self.token_indices, latent_size)
 
     def mask(self, maps: torch.Tensor, latent_size: tuple[int, int]) -> torch.Tensor:
         """bool (B, F, H, W) from maps (B, F, h, w, tokens): ``blend_mask`` (the replaceable step)."""

@@ -64,6 +64,12 @@ def split_prediction(model_output, sample, alpha: float, prediction_type: str):
     return x0, eps
 
 
+def predicted_x0(model_output, t: int, sample, schedule: DDIMSchedule):
+    """x̂_0, the clean latents the model predicts at step ``t`` (``split_prediction``): what a debugger decodes to
+    show where each step is heading."""
+    return split_prediction(model_output, sample, schedule.alpha(t), schedule.prediction_type)[0]
+
+
 def ddim_step(model_output, t: int, sample, schedule: DDIMSchedule):
     """One DDIM sampling step from timestep ``t`` to ``t - Δ``."""
     x0, eps = split_prediction(model_output, sample, schedule.alpha(t), schedule.prediction_type)

@@ -12,7 +12,7 @@ from typing import Callable
 import torch
 from tqdm.auto import tqdm
 
-from vp2p.ddim import DDIMSchedule
+from vp2p.ddim import DDIMSchedule, predicted_x0
 from vp2p import layout, seams
 from vp2p.layout import rows_for
 
@@ -46,7 +46,8 @@ def sample(
 
     ``cond`` per branch or row; ``uncond_at(step)`` the unconditional embeddings of that step (per branch or row);
     ``guidance`` (branches,) one guidance scale per branch. With a ``controller`` the UNet runs as one batch of
-    [unconditional; conditional] rows and the controller is stepped (begin_step, end_step, step_callback).
+    [unconditional; conditional] rows and the controller is stepped (begin_step, end_step, step_callback); a
+    controller with ``keeps_clean`` true also gets each step's predicted clean latents x̂_0 (``keep_clean``).
     ``trajectory``, if a list, receives z_t after every step (on the CPU).
     """
     rows = latents.shape[0]
@@ -63,7 +64,10 @@ def sample(
         embeddings = torch.cat([rows_for(uncond_at(step), rows), cond_rows])
         out = unet_output(unet, layout.guided(latents), t, embeddings, num_frames, controller)
         uncond_out, cond_out = layout.halves(out)
-        latents = seams.step("ddim_step")(seams.step("guide")(uncond_out, cond_out, w), t, latents, schedule)
+        noise = seams.step("guide")(uncond_out, cond_out, w)
+        if controller is not None and getattr(controller, "keeps_clean", False):  # a debugger's x̂_0 view
+            controller.keep_clean(predicted_x0(noise, t, latents, schedule))
+        latents = seams.step("ddim_step")(noise, t, latents, schedule)
         if controller is not None:
             controller.end_step()
             latents = controller.step_callback(latents)

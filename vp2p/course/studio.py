@@ -6,8 +6,10 @@
 The long stages — tuning and inversion — run once per clip, with progress bars, and are cached in the clip's work
 folder (``workflow.prepare(..., work_dir=...)``, the same folders notebooks 02–06 use); an edit of a prepared clip
 takes seconds on the toy model. Every edit runs with an ``AttentionRecorder`` so that the attention panel can show
-any layer, head, step and branch, the temporal attention of a pixel, and target − source. Errors (a blend word
-missing from its prompt, a clip that cannot be read…) land in the status line, never as a traceback.
+any layer, head, step and branch, the temporal and frame attention of a pixel, target − source, the shares of the
+start token and the padding, LocalBlend's score with a live threshold and the clean frames x̂_0 of each step. The
+A/B tab compares two edits: "pin as A" keeps the last edit, and every later edit is B beside it. Errors (a blend
+word missing from its prompt, a clip that cannot be read…) land in the status line, never as a traceback.
 
 Tests and scripts drive it as the browser does: set a control's value, then ``select(...)``, ``prepare()`` or
 ``edit()``. In the page, the videos are ``<img class="vp2p-video" data-role="input|reconstruction|edit">`` strips
@@ -36,9 +38,10 @@ import numpy as np
 from PIL import Image
 
 from vp2p import course
+from vp2p.inspect import readings, viz
 from vp2p.inspect.recorder import recorded_edit
 from vp2p.toy import evaluator, world
-from vp2p.course.widgets import AttentionDebugWidget, edit_controls, edit_options, error_html
+from vp2p.course.widgets import AttentionDebugWidget, clips, edit_controls, edit_options, error_html
 from vp2p.workflow import prepare
 
 WORK_ENV = "VP2P_STUDIO_WORK"  # a folder holding one work folder per clip (tests point it at a prepared cache)
@@ -115,12 +118,8 @@ def enlarged(frames: np.ndarray, size: int = ENLARGED) -> np.ndarray:
 
 
 def gif_data_url(frames: np.ndarray, fps: float = 8.0) -> str:
-    """An animated, looping GIF of the frames (playable anywhere an image shows)."""
-    buffer = io.BytesIO()
-    images = [Image.fromarray(f) for f in frames]
-    images[0].save(buffer, format="GIF", save_all=True, append_images=images[1:], duration=round(1000 / fps),
-                   loop=0, disposal=2)
-    return "data:image/gif;base64," + base64.b64encode(buffer.getvalue()).decode()
+    """An animated, looping GIF of the frames (playable anywhere an image shows; ``viz.gif_bytes``)."""
+    return "data:image/gif;base64," + base64.b64encode(viz.gif_bytes(frames, fps, size=0)).decode()
 
 
 def video_html(frames: np.ndarray, role: str, caption: str, prompt: str = "") -> str:
@@ -153,6 +152,7 @@ STYLE = """<style>
 PROJECTOR_RC = {"font.size": 15, "axes.titlesize": 15, "axes.labelsize": 15, "xtick.labelsize": 14,
                 "ytick.labelsize": 14, "legend.fontsize": 14, "figure.titlesize": 16}
 TYPED = ("target", "blend_source", "blend_target", "weights")  # the text fields of an edit
+NO_AB = "<i>edit, press <b>pin this edit as A</b>, change a knob and edit again: A and B appear here</i>"
 STAGES = {"tune": "1/2 tuning the model on the clip", "invert": "2/2 inverting the clip"}
 
 
@@ -189,6 +189,13 @@ class Studio:
         self.log = widgets.Output()  # progress bars of tuning, inversion and editing
         self.videos = widgets.HTML("<i>pick a clip</i>")
         self.attention_box = widgets.VBox([widgets.HTML("<i>the attention of the last edit appears here</i>")])
+        self.pinned = None  # the edit pinned as A
+        self.pin = widgets.Button(description="pin this edit as A", icon="thumb-tack", disabled=True,
+                                  tooltip="keep the last edit as A; the next edits show as B beside it")
+        self.pin.add_class("vp2p-pin")
+        self.pin.on_click(lambda _: self._guarded(self.pin_edit))
+        self.ab_view = widgets.VBox([widgets.HTML(NO_AB)])
+        self.ab_box = widgets.VBox([self.pin, self.ab_view])
         self.controls = self._controls()
         self._app = None
         self._first: threading.Thread | None = None
@@ -236,8 +243,8 @@ class Studio:
                 widgets.HBox([c["clip"], c["prepare"]]), c["upload"], c["source"], c["target"], c["mode"],
                 c["blend_source"], c["blend_target"], c["weights"], more, c["run"], self.status, self.log,
             ], layout=widgets.Layout(width="38%", padding="0 12px 0 0"))
-            self.tabs = widgets.Tab([self.videos, self.attention_box], titles=("videos", "attention"),
-                                    layout=widgets.Layout(width="62%"))
+            self.tabs = widgets.Tab([self.videos, self.attention_box, self.ab_box],
+                                    titles=("videos", "attention", "A/B"), layout=widgets.Layout(width="62%"))
             self._app = widgets.VBox([widgets.HTML(STYLE), widgets.HBox([left, self.tabs])],
                                      layout=widgets.Layout(width="100%")).add_class("vp2p-studio")
         return self._app
@@ -300,8 +307,10 @@ class Studio:
 
     def _forget_run(self):
         """No prepared run: Edit off, the input alone on screen, no attention of an old edit."""
-        self.run, self.last_edit, self.attention = None, None, None
+        self.run, self.last_edit, self.attention, self.pinned = None, None, None, None
         self.controls["run"].disabled = True
+        self.pin.disabled = True
+        self.ab_view.children = [widgets.HTML(NO_AB)]
         self.videos.value = (video_html(self.clip.frames, "input", "input") if self.clip is not None
                              else "<i>pick a clip</i>")
         self.attention_box.children = [widgets.HTML("<i>the attention of the last edit appears here</i>")]
@@ -406,9 +415,33 @@ class Studio:
         self.videos.value = (video_html(self.clip.frames, "input", "input")
                              + video_html(self.run.inversion.reconstruction, "reconstruction", "reconstruction")
                              + video_html(result.edited, "edit", caption, prompt=result.prompts[1]))
-        self.attention = StudioAttention(result, self.pipe.tokenizer)
+        self.attention = StudioAttention(result, self.pipe.tokenizer, pipe=self.pipe)
         self.attention_box.children = [self.attention.app()]
+        self.pin.disabled = False
+        self._show_ab()
         self.status.value = f"edited in {result.seconds:.1f} s"
+
+    def pin_edit(self):
+        """Keep the last edit as A: the edits after it show beside it (B) in the A/B tab."""
+        if self.last_edit is None:
+            raise ValueError("edit first, then pin the edit as A")
+        self.pinned = self.last_edit
+        self._show_ab()
+
+    def _show_ab(self):
+        """A (pinned) and B (the last edit): both playing, and frame by frame with |A − B|."""
+        a, b = self.pinned, self.last_edit
+        if a is None:
+            self.ab_view.children = [widgets.HTML(NO_AB)]
+            return
+        names = (f"A: '{a.prompts[1]}'", f"B: '{b.prompts[1]}'" + (" (= A: edit again to compare)" if a is b
+                                                                    else ""))
+        with plt.rc_context(PROJECTOR_RC):
+            fig = viz.ab_comparison(a.edited, b.edited, names)
+        plt.close(fig)
+        self.ab_difference = readings.ab_difference(a.edited, b.edited)
+        image = widgets.Image(value=viz.png_bytes(fig), format="png", layout=widgets.Layout(max_width="100%"))
+        self.ab_view.children = [clips(dict(zip(names, (a.edited, b.edited)))), image]
 
     def edited_frames(self) -> np.ndarray | None:
         """The frames of the last edit, uint8 (F, H, W, 3)."""

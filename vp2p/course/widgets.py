@@ -14,7 +14,14 @@ executed without a front end (CI, nbconvert) the cell keeps the figure of the de
 
 Panels: ``EditWidget`` (edit a prepared run), ``AttentionWidget`` (per-token maps, mean over heads, layers and
 steps so far), ``AttentionDebugWidget`` (what an ``AttentionRecorder`` kept: one layer, head, step and branch;
-the temporal attention of a pixel; target − source), ``WeightWidget`` (reweight one word).
+the temporal and the frame attention of a pixel; target − source; the shares of the start token, the words and
+the padding; LocalBlend's score with a live threshold; the clean frames x̂_0 predicted at each step),
+``ABWidget`` (two edits side by side), ``WeightWidget`` (reweight one word). ``clips(...)`` plays videos as
+looping GIFs.
+
+Picking a pixel: the row and column sliders always work; with ``ipyevents`` installed (``pip install
+ipyevents``, optional) a click on the debug panel's picker image (the frame, enlarged) sets them too —
+ipywidgets alone cannot receive a click on an image.
 """
 
 from __future__ import annotations
@@ -23,8 +30,9 @@ import html
 
 import ipywidgets as widgets
 import matplotlib.pyplot as plt
+import numpy as np
 
-from vp2p.inspect import viz
+from vp2p.inspect import readings, viz
 from vp2p.editing import parse_weights  # noqa: F401  (part of the panels' API)
 from vp2p.inspect.recorder import AttentionRecorder, recorded_edit
 from vp2p.workflow import Run, Settings, edit_run
@@ -230,29 +238,45 @@ class AttentionDebugWidget(FigurePanel):
     """One level below ``AttentionWidget``: what an ``AttentionRecorder`` kept during an edit (``vp2p.edit(...,
     controller=AttentionRecorder(make_controller(...)))``), per layer, head, step and branch — not averaged away.
 
-    Views: ``"tokens"`` (each frame's cross-attention of each token, with that step's blend mask), ``"temporal"``
-    (the temporal attention of one pixel across frames), ``"diff"`` (target − source cross-attention: where the
-    edit injected the source's maps it is zero, where it changed attention it is not). The layer control offers
-    the mean of all layers at a resolution, or one layer (place, resolution, block); the head control the mean of
-    the heads or one head; the step slider one step.
+    Views: ``"tokens"`` (each frame's cross-attention of each token, with that step's blend mask; colour scale
+    shared or per map, one click; the frame under the map in greyscale or colour), ``"temporal"`` (the temporal
+    attention of one pixel across frames), ``"frame"`` (where one pixel of each frame looks in frame 0),
+    ``"diff"`` (target − source cross-attention: where the edit injected the source's maps it is zero, where it
+    changed attention it is not), ``"shares"`` (the start token's, each word's, the end token's and the
+    padding's share of the cross-attention), ``"blend"`` (LocalBlend's score from the recorded maps and its mask
+    at the threshold slider's value — the mask the edit used is the one at the edit's threshold), ``"clean"``
+    (the clean frames x̂_0 the model predicted at the step, decoded; needs ``pipe``). The layer control offers
+    the mean of all layers at a resolution, or one layer (place, resolution, block); the head control the mean
+    of the heads or one head; the step slider one step; the pixel (temporal, frame): the row and column sliders,
+    or a click on the picker image with ``ipyevents``.
     """
 
     VIEWS = (("cross-attention per token", "tokens"), ("temporal attention of a pixel", "temporal"),
-             ("target − source (cross-attention)", "diff"))
+             ("frame attention of a pixel (over frame 0)", "frame"), ("target − source (cross-attention)", "diff"),
+             ("token shares (start token, words, padding)", "shares"), ("blend score, live threshold", "blend"),
+             ("predicted clean frames x̂₀", "clean"))
+    USES = {  # the controls each view reads (the others are hidden)
+        "tokens": {"layer", "head", "scaling", "underlay"}, "temporal": {"layer", "head", "row", "column"},
+        "frame": {"layer", "row", "column", "underlay"}, "diff": {"layer", "head"}, "shares": {"layer", "head"},
+        "blend": {"threshold"}, "clean": set()}
+    OPTIONAL = ("layer", "head", "scaling", "underlay", "row", "column", "threshold")
 
     def __init__(self, edit, tokenizer, view: str = "tokens", step: int | None = None, branch: int = 1,
-                 scaling: str = "shared", pixel: tuple[float, float] = (0.5, 0.5)):
+                 scaling: str = "shared", pixel: tuple[float, float] = (0.5, 0.5), pipe=None,
+                 underlay: str = "grey", threshold: float | None = None):
         super().__init__()
         recorder = edit.controller
         if not isinstance(recorder, AttentionRecorder) or not recorder.recorded_steps():
             raise ValueError("this edit kept no per-layer attention: edit with controller=vp2p.inspect.recorder."
                              "AttentionRecorder(vp2p.make_controller(...))")
-        self.edit, self.tokenizer, self.recorder = edit, tokenizer, recorder
+        self.edit, self.tokenizer, self.recorder, self.pipe = edit, tokenizer, recorder, pipe
         self.data = None
         self._quiet = False
+        self.picker: widgets.Image | None = None
         steps = recorder.recorded_steps()
         branches = [("source", 0)] + [(f"target {i}" if len(edit.prompts) > 2 else "target", i)
                                       for i in range(1, len(edit.prompts))]
+        blend = getattr(recorder.inner, "local_blend", None)
         style = _wide()["style"]
         c = self.controls
         c["view"] = widgets.Dropdown(options=self.VIEWS, value=view, description="view", **_wide())
@@ -263,8 +287,14 @@ class AttentionDebugWidget(FigurePanel):
         c["branch"] = widgets.Dropdown(options=branches, value=branch, description="branch", style=style)
         c["scaling"] = widgets.ToggleButtons(options=viz.SCALINGS, value=scaling, description="colour scale",
                                              style=style)
+        c["underlay"] = widgets.ToggleButtons(options=viz.UNDERLAYS, value=underlay, description="frame under map",
+                                              style=style)
         c["row"] = widgets.FloatSlider(value=pixel[0], description="pixel row", **_fraction())
         c["column"] = widgets.FloatSlider(value=pixel[1], description="pixel column", **_fraction())
+        default = blend.threshold if blend is not None else 0.3
+        c["threshold"] = widgets.FloatSlider(value=default if threshold is None else threshold, min=0.0, max=1.0,
+                                             step=0.01, description="blend threshold", continuous_update=False,
+                                             **_wide())
         self._layer_choices()
         c["view"].observe(self._view_changed, names="value")
         for name, control in c.items():
@@ -272,15 +302,18 @@ class AttentionDebugWidget(FigurePanel):
                 control.observe(self._changed, names="value")
 
     def kind(self) -> str:
-        return "temporal" if self.controls["view"].value == "temporal" else "cross"
+        view = self.controls["view"].value
+        return view if view in ("temporal", "frame") else "cross"
 
     def _layer_choices(self):
-        """Layer and head options of the view's kind (cross or temporal); shows only the controls the view uses."""
-        kind, c = self.kind(), self.controls
-        c["scaling"].layout.display = "" if c["view"].value == "tokens" else "none"
-        for name in ("row", "column"):
-            c[name].layout.display = "" if kind == "temporal" else "none"
-        if kind == getattr(self, "_kind", None):  # tokens ↔ diff: the same layers, keep the choice
+        """Layer and head options of the view's kind (cross, temporal or frame); shows only the controls the view
+        uses."""
+        kind, c, view = self.kind(), self.controls, self.controls["view"].value
+        for name in self.OPTIONAL:
+            c[name].layout.display = "" if name in self.USES[view] else "none"
+        if self.picker is not None:
+            self.picker.layout.display = "" if {"row", "column"} <= self.USES[view] else "none"
+        if kind == getattr(self, "_kind", None):  # tokens ↔ diff ↔ shares: the same layers, keep the choice
             return
         layers = self.recorder.layers(kind)
         if not layers:
@@ -323,28 +356,138 @@ class AttentionDebugWidget(FigurePanel):
         index = step - (self.recorder.num_steps - len(masks))  # blending runs from its start step to the end
         return masks[index, branch] if 0 <= index < len(masks) else None
 
+    def pixel(self) -> tuple[float, float]:
+        return self.controls["row"].value, self.controls["column"].value
+
+    def pick(self, row: float, column: float):
+        """Choose the pixel at (row, column) fractions of the frame (a click on the picker does this): one redraw."""
+        c = self.controls
+        self._quiet = True
+        c["row"].value, c["column"].value = (round(min(max(v, 0.0), 1.0), 2) for v in (row, column))
+        self._quiet = False
+        self._safe_update()
+
+    def _on_click(self, event: dict):
+        """An ipyevents click on the picker image: its position within the image as the pixel."""
+        self.pick(event["relativeY"] / max(event["boundingRectHeight"], 1),
+                  event["relativeX"] / max(event["boundingRectWidth"], 1))
+
     def update(self):
         c, sel = self.controls, self.selection()
         view, branch, step = c["view"].value, sel["branch"], sel["step"]
         prompt, video = self.edit.prompts[branch], self.edit.videos[branch]
         what = f"{c['layer'].label} · {c['head'].label} · step {step}"
+        labels = viz.token_labels(self.tokenizer, prompt)
         if view == "temporal":
-            pixel = (c["row"].value, c["column"].value)
-            self.data = self.recorder.pixel_temporal(pixel, **sel)
-            fig = viz.temporal_attention(self.data, video, pixel, title=f"temporal attention · {what}")
+            self.data = self.recorder.pixel_temporal(self.pixel(), **sel)
+            fig = viz.temporal_attention(self.data, video, self.pixel(), title=f"temporal attention · {what}")
+        elif view == "frame":
+            sel.pop("head")
+            self.data = self.recorder.pixel_frame(self.pixel(), **sel)
+            fig = viz.frame_attention(self.data, video, points=[self.pixel()], underlay=c["underlay"].value,
+                                      title=f"frame attention: where pixel {self.pixel()} of each frame looks in "
+                                            f"frame 0 · {c['layer'].label} · step {step}")
         elif view == "diff":
             if branch == 0:
                 raise ValueError("the diff compares a target branch with the source: choose a target branch")
             self.data = self.recorder.diff_maps(**sel)
-            fig = viz.attention_diff(self.data, viz.token_labels(self.tokenizer, prompt), video=video,
-                                     title=f"'{prompt}' − source · {what}")
+            fig = viz.attention_diff(self.data, labels, video=video, title=f"'{prompt}' − source · {what}")
+        elif view == "shares":
+            self.data = readings.token_shares(self.recorder, self.tokenizer, prompt, **sel)
+            fig = viz.token_shares(self.data, title=f"'{prompt}' · {what}")
+        elif view == "blend":
+            threshold = c["threshold"].value
+            self.data = readings.blend_score(self.recorder, step)
+            fig = viz.blend_view(self.data, branch, threshold, video, applied=self.mask_at(step, branch),
+                                 title=f"LocalBlend at step {step}: score and mask at threshold {threshold:.2f} "
+                                       "(yellow: differs from the edit's mask)")
+        elif view == "clean":
+            if self.pipe is None:
+                raise ValueError("the clean-frame view decodes latents: give the panel the pipeline (pipe=pipe)")
+            self.data = readings.clean_frames(self.pipe, self.recorder, step, branch)
+            fig = viz.video_strip({f"x̂₀ at step {step}": self.data, "final": video},
+                                  title=f"'{prompt}': the clean frames predicted at step {step}")
         else:
             self.data = self.recorder.cross_maps(**sel)
-            fig = viz.attention_grid(self.data, viz.token_labels(self.tokenizer, prompt), video=video,
-                                     masks=self.mask_at(step, branch), scaling=c["scaling"].value,
+            fig = viz.attention_grid(self.data, labels, video=video, masks=self.mask_at(step, branch),
+                                     scaling=c["scaling"].value, underlay=c["underlay"].value,
                                      title=f"'{prompt}' · {what}")
         self._redraw(fig)
         return self.data
+
+    def picker_image(self) -> widgets.Image:
+        """The branch's first frame, enlarged, to click a pixel on (with ``ipyevents``; else it only shows where
+        the pixel is)."""
+        if self.picker is None:
+            frame = viz.greyscale(self.edit.videos[self.controls["branch"].value][0])
+            self.picker = widgets.Image(value=viz.gif_bytes(frame[None], size=128), format="gif",
+                                        layout=widgets.Layout(width="128px", height="128px"))
+            self.picker.add_class("vp2p-picker")
+            try:
+                from ipyevents import Event
+            except ImportError:  # optional: the sliders pick the pixel
+                self.clicks = None
+            else:
+                self.clicks = Event(source=self.picker, watched_events=["click"])
+                self.clicks.on_dom_event(self._on_click)
+            self._layer_choices()
+        return self.picker
+
+    def box(self) -> widgets.VBox:
+        return widgets.VBox(list(self.controls.values()) + ([self.picker] if self.picker else []) + [self.status])
+
+    def app(self) -> widgets.VBox:
+        self.picker_image()
+        return super().app()
+
+
+def clips(videos: dict[str, np.ndarray], fps: float = 8.0, size: int = 128) -> widgets.HBox:
+    """Videos (name → uint8 (F, H, W, 3)) playing side by side, each a looping GIF with its name above it."""
+    return widgets.HBox([widgets.VBox([widgets.HTML(f"<b>{html.escape(name)}</b>"),
+                                       widgets.Image(value=viz.gif_bytes(video, fps, size), format="gif")])
+                         for name, video in videos.items()])
+
+
+class ABWidget(FigurePanel):
+    """Two edits of one prepared ``run`` side by side (A/B): each side has the edit controls of ``EditWidget``
+    (defaults: ``a`` and ``b``, dicts of ``EditWidget``'s arguments), one Edit button runs both; the figure
+    shows A, B and |A − B| frame by frame, ``clip`` plays both. An edit is computed once per set of options."""
+
+    def __init__(self, pipe, run: Run, settings: Settings, a: dict, b: dict):
+        super().__init__()
+        self.pipe, self.run, self.settings = pipe, run, settings
+        self.sides = {name: edit_controls(settings, run.inversion.prompt, **options)
+                      for name, options in (("A", a), ("B", b))}
+        for name, side in self.sides.items():
+            side.pop("run")
+            for key, control in side.items():  # controls["A target"], controls["B threshold"], …
+                control.description = f"{name}: {control.description}"
+                self.controls[f"{name} {key}"] = control
+        self.controls["run"] = widgets.Button(description="Edit A and B", button_style="primary", icon="play")
+        self.controls["run"].on_click(self._safe_update)
+        self.edits: dict[tuple, object] = {}
+        self.clip = widgets.HBox()
+        self.last = None
+
+    def edit_of(self, name: str):
+        side = self.sides[name]
+        prompts = [self.run.inversion.prompt, side["target"].value.strip()]
+        options = edit_options(side)
+        key = (prompts[1], repr(sorted(options.items())))
+        if key not in self.edits:
+            self.edits[key] = recorded_edit(self.pipe, self.run, prompts, self.settings, record=False, **options)
+        return self.edits[key]
+
+    def update(self):
+        a, b = self.edit_of("A"), self.edit_of("B")
+        self.last = (a, b)
+        self.clip.children = clips({f"A: '{a.prompts[1]}'": a.edited, f"B: '{b.prompts[1]}'": b.edited}).children
+        self._redraw(viz.ab_comparison(a.edited, b.edited, (f"A: {a.prompts[1]}", f"B: {b.prompts[1]}")))
+        return readings.ab_difference(a.edited, b.edited)
+
+    def box(self) -> widgets.VBox:
+        columns = [widgets.VBox(list(side.values())) for side in self.sides.values()]
+        return widgets.VBox([widgets.HBox(columns), self.controls["run"], self.status, self.clip])
 
 
 class WeightWidget(FigurePanel):

@@ -52,13 +52,23 @@ def video_strip(videos: dict[str, np.ndarray], frames: list[int] | None = None, 
 
 
 SCALINGS = ("shared", "per map")
+UNDERLAYS = ("grey", "colour")
 OVERLAY_OPACITY = 0.85  # opacity of a map at its scale's maximum; zero attention is fully transparent
 
 
-def _overlay(ax, frame: np.ndarray, m: np.ndarray, vmax: float, cmap: str = "turbo"):
-    """The frame untouched, the map over it with opacity proportional to its value (a uniform semi-transparent
-    layer would tint and darken every pixel, attended or not)."""
-    ax.imshow(frame, extent=(0, 1, 1, 0))
+def greyscale(frame: np.ndarray) -> np.ndarray:
+    """uint8 (H, W, 3) as its luminance (ITU-R BT.601), three equal channels: the frame under a map, so that a
+    map on a blue object is not lost in the colour map's blue end."""
+    grey = (np.asarray(frame, dtype=np.float32)[..., :3] @ np.array([0.299, 0.587, 0.114], np.float32))
+    return np.repeat(grey.round().clip(0, 255).astype(np.uint8)[..., None], 3, axis=-1)
+
+
+def _overlay(ax, frame: np.ndarray, m: np.ndarray, vmax: float, cmap: str = "turbo", underlay: str = "grey"):
+    """The frame (greyscale by default, ``underlay="colour"`` as it is), the map over it with opacity proportional
+    to its value (a uniform semi-transparent layer would tint and darken every pixel, attended or not)."""
+    if underlay not in UNDERLAYS:
+        raise ValueError(f"underlay={underlay!r}; choose one of {UNDERLAYS}")
+    ax.imshow(greyscale(frame) if underlay == "grey" else frame, extent=(0, 1, 1, 0))
     opacity = np.clip(m / max(vmax, 1e-12), 0.0, 1.0) * OVERLAY_OPACITY
     ax.imshow(m, cmap=cmap, vmin=0, vmax=vmax, alpha=opacity, extent=(0, 1, 1, 0))
 
@@ -89,12 +99,13 @@ def _blank(ax):
 
 def attention_grid(maps, labels: list[str], tokens: list[int] | None = None, frames: list[int] | None = None,
                    video: np.ndarray | None = None, masks=None, title: str = "", scale: float = 1.1,
-                   scaling: str = "shared", cmap: str = "turbo"):
+                   scaling: str = "shared", cmap: str = "turbo", underlay: str = "grey"):
     """Rows = frames, columns = tokens: each frame's cross-attention map of each token (maps: (F, h, w, T)).
 
     ``scaling``: ``"shared"`` (default: one colour scale for every map of the grid, so a weak token looks weak)
     or ``"per map"`` (each map scaled to its own maximum); the colour bar and the title say which. With ``video``
-    the map is laid over the frame with opacity proportional to the attention (the frame is not darkened).
+    the map is laid over the frame with opacity proportional to the attention (the frame is not darkened), in
+    greyscale (``underlay="colour"``: as it is).
     ``masks`` (F, H, W) adds a last column with each frame's blend mask.
     """
     maps = _numpy(maps)
@@ -109,7 +120,7 @@ def attention_grid(maps, labels: list[str], tokens: list[int] | None = None, fra
         for c, t in enumerate(tokens):
             ax = axes[r, c]
             if video is not None:
-                _overlay(ax, video[f], shown[r, c], vmax, cmap)
+                _overlay(ax, video[f], shown[r, c], vmax, cmap, underlay)
             else:
                 ax.imshow(shown[r, c], cmap=cmap, vmin=0, vmax=vmax)
             _blank(ax)
@@ -275,9 +286,10 @@ def table(rows: list[dict], title: str = "", fmt: str = "{:.3g}"):
     return fig
 
 
-def frame_attention(maps, video: np.ndarray, points=None, title: str = "", scale: float = 1.2):
-    """Where frame i looks in frame 0. Top row: frame i (with its query point); bottom row: frame 0 with frame i's
-    attention map over it (maps: (F, h, w), each normalised by its maximum)."""
+def frame_attention(maps, video: np.ndarray, points=None, title: str = "", scale: float = 1.2,
+                    underlay: str = "grey"):
+    """Where frame i looks in frame 0. Top row: frame i (with its query point); bottom row: frame 0 (greyscale by
+    default) with frame i's attention map over it (maps: (F, h, w), each normalised by its maximum)."""
     maps = _numpy(maps)
     count = maps.shape[0]
     fig, axes = plt.subplots(2, count, figsize=(scale * count, 2 * scale + 0.5), squeeze=False)
@@ -289,7 +301,7 @@ def frame_attention(maps, video: np.ndarray, points=None, title: str = "", scale
             r, c = points[f] if len(points) == count else points[0]
             top.plot([c * width - 0.5], [r * height - 0.5], marker="+", color="yellow", markersize=10, mew=2)
         top.set_title(f"frame {f}", fontsize=8)
-        _overlay(bottom, video[0], maps[f] / max(float(maps[f].max()), 1e-12), 1.0, cmap="jet")
+        _overlay(bottom, video[0], maps[f] / max(float(maps[f].max()), 1e-12), 1.0, cmap="jet", underlay=underlay)
         for ax in (top, bottom):
             ax.set_xticks([]), ax.set_yticks([])
     axes[0, 0].set_ylabel("query in frame i", fontsize=8)
@@ -324,6 +336,106 @@ def masks_over_steps(masks, steps: list[int] | None = None, labels: list[str] | 
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def token_shares(shares: dict[str, float], title: str = ""):
+    """One horizontal bar per token (``readings.token_shares``: start token, words, end token, padding), its share
+    of the cross-attention written beside it; the start token and the padding in grey, the words in blue."""
+    names, values = list(shares), [float(v) for v in shares.values()]
+    fig, ax = plt.subplots(figsize=(5.2, 0.3 * len(names) + 0.9))
+    colours = ["tab:gray" if n in ("start token", "padding") else "tab:orange" if n == "end token" else "tab:blue"
+               for n in names]
+    positions = np.arange(len(names))[::-1]  # the prompt's order, top to bottom
+    ax.barh(positions, values, color=colours)
+    ax.set_yticks(positions, names, fontsize=8)
+    for y, v in zip(positions, values):
+        ax.annotate(f"{v:.1%}", (v, y), xytext=(3, 0), textcoords="offset points", va="center", fontsize=7)
+    ax.set_xlim(0, max(max(values) * 1.2, 1e-6))
+    ax.set_xlabel("share of cross-attention (all positions, all frames)", fontsize=8)
+    ax.set_title(title or "where the cross-attention goes", fontsize=10)
+    ax.grid(alpha=0.3, axis="x")
+    fig.tight_layout()
+    return fig
+
+
+def blend_view(scores, branch: int, threshold: float, video: np.ndarray | None = None, applied=None,
+               title: str = "", scale: float = 1.2):
+    """LocalBlend before and after its threshold, for one branch (scores: (branches, F, H, W) in [0, 1],
+    ``readings.blend_score``). Top row: the branch's score (one scale, 0…1) with the threshold's contour in red;
+    bottom row: its mask at ``threshold`` (``controllers.threshold_blend``: united with the source's) over the frame
+    in greyscale; with ``applied`` (F, H, W bool, the mask the edit used) pixels where the two differ in yellow."""
+    from vp2p.controllers import threshold_blend
+
+    scores = torch.as_tensor(scores).float()
+    mask = _numpy(threshold_blend(scores, threshold)[branch]).astype(bool)
+    score = _numpy(scores[branch])
+    count, h, w = score.shape
+    fig, axes = plt.subplots(2, count, figsize=(scale * count + 1.0, 2 * scale + 0.6), squeeze=False,
+                             layout="constrained")
+    for f in range(count):
+        top, bottom = axes[0, f], axes[1, f]
+        top.imshow(score[f], cmap="viridis", vmin=0, vmax=1, extent=(0, 1, 1, 0))
+        if score[f].min() < threshold < score[f].max():
+            top.contour((np.arange(w) + 0.5) / w, (np.arange(h) + 0.5) / h, score[f], levels=[threshold],
+                        colors="red", linewidths=1)
+        if video is not None:
+            bottom.imshow(greyscale(video[f]), extent=(0, 1, 1, 0))
+        bottom.imshow(mask[f].astype(np.float32), cmap="Reds", alpha=0.55 * mask[f].astype(np.float32), vmin=0,
+                      vmax=1, extent=(0, 1, 1, 0))
+        if applied is not None:
+            changed = mask[f] != _numpy(applied[f]).astype(bool)
+            bottom.imshow(np.where(changed, 1.0, np.nan), cmap="autumn_r", vmin=0, vmax=1, extent=(0, 1, 1, 0))
+        top.set_title(f"frame {f}", fontsize=8)
+        _blank(top), _blank(bottom)
+    axes[0, 0].set_ylabel("score", fontsize=8)
+    axes[1, 0].set_ylabel(f"mask > {threshold:.2f}", fontsize=8)
+    _colorbar(fig, axes[0, :], 0.0, 1.0, "viridis", "blend score (÷ frame max)")
+    fig.suptitle(title or f"LocalBlend: score and its mask at threshold {threshold:.2f} (red line)", fontsize=10)
+    return fig
+
+
+def ab_comparison(a: np.ndarray, b: np.ndarray, labels: tuple[str, str] = ("A", "B"), title: str = "",
+                  scale: float = 1.2):
+    """Two edits side by side, frame by frame: A, B and |A − B| (grey levels, one scale; each frame's mean
+    difference in its title)."""
+    from vp2p.inspect.readings import ab_difference
+
+    per_frame = ab_difference(a, b)
+    diff = np.abs(np.asarray(a, np.int16) - np.asarray(b, np.int16)).mean(-1)
+    count = len(a)
+    fig, axes = plt.subplots(3, count, figsize=(scale * count + 1.0, 3 * scale + 0.6), squeeze=False,
+                             layout="constrained")
+    top = max(float(diff.max()), 1.0)
+    for f in range(count):
+        axes[0, f].imshow(a[f]), axes[1, f].imshow(b[f])
+        axes[2, f].imshow(diff[f], cmap="magma", vmin=0, vmax=top)
+        axes[0, f].set_title(f"frame {f}", fontsize=8)
+        axes[2, f].set_xlabel(f"Δ {per_frame[f]:.1f}", fontsize=8)
+        for r in range(3):
+            _blank(axes[r, f])
+    for r, name in enumerate([*labels, "|A − B|"]):
+        axes[r, 0].set_ylabel(textwrap.fill(name, 16), fontsize=8)
+    _colorbar(fig, axes[2, :], 0.0, top, "magma", "|A − B| (grey levels)")
+    fig.suptitle(title or f"A/B: mean difference {per_frame.mean():.2f} grey levels", fontsize=10)
+    return fig
+
+
+def gif_bytes(frames: np.ndarray, fps: float = 8.0, size: int = 128) -> bytes:
+    """An animated, looping GIF of uint8 frames (F, H, W, 3), enlarged by a whole factor (nearest neighbour) to at
+    least ``size`` pixels high: a playable clip in an ``ipywidgets.Image`` or an HTML page."""
+    import io
+
+    from PIL import Image
+
+    frames = np.asarray(frames)
+    factor = max(1, -(-size // frames.shape[1]))
+    if factor > 1:
+        frames = frames.repeat(factor, axis=1).repeat(factor, axis=2)
+    buffer = io.BytesIO()
+    images = [Image.fromarray(f) for f in frames]
+    images[0].save(buffer, format="GIF", save_all=True, append_images=images[1:], duration=round(1000 / fps),
+                   loop=0, disposal=2)
+    return buffer.getvalue()
 
 
 def png_bytes(fig, dpi: int = 80) -> bytes:
