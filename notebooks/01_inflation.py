@@ -245,5 +245,44 @@ def frame_context(hidden, num_frames):
 exercises.check("frame_context", frame_context)
 
 # %% [markdown]
+# ### Your function in the pipeline
+#
+# The check passed: now your `frame_context` *is* frame attention. Inside `with exercises.use(frame_context=...)`
+# every frame attention of the UNet builds its keys and values from what your function returns — while tuning,
+# inverting and editing. `exercises.run_both` does exactly that on a short version of the course clip (4 frames,
+# 8 DDIM steps, red → blue): once with vp2p's function, once inside `use(...)`, and measures both edits (the
+# evaluator's reading of the target, the background's PSNR against the input, how much the object's look flickers
+# from frame to frame). Your run never reads vp2p's cached tuning or inversion: their cache keys name the replaced
+# step.
+
+# %%
+yours = exercises.run_both(frame_context=frame_context)
+yours.show();
+
+# %% [markdown]
+# ### Break it: keys and values from frame i
+#
+# What if every frame looked things up in **itself** — keys and values from frame i, the image model's own
+# self-attention — instead of in frame 0? **Predict first:** will the edited circle still be blue in every frame?
+# Will its look (its shade) agree from frame to frame, or flicker? Will the inversion still redraw the clip?
+#
+# Then run it: `breaking.frame_keys_from_frame_i()` tunes, inverts and edits the short clip with
+# `use(frame_context=own_frame)`, where `own_frame` returns `hidden` unchanged. (The temporal attention and the
+# video GroupNorm still let frames agree: frame attention is one of three channels.)
+
+# %%
+broken = exercises.breaking.frame_keys_from_frame_i()
+broken.show();
+
+# %% [markdown]
+# **Measure.** What changed, read off the table:
+
+# %%
+right, wrong = (broken.numbers[name] for name in broken.names)
+for key in ("target hit", "background PSNR", "flicker", "reconstruction PSNR"):
+    print(f"{key:20s} {right[key] if right[key] is not None else float('nan'):8.3g} → "
+          f"{wrong[key] if wrong[key] is not None else float('nan'):8.3g}")
+
+# %% [markdown]
 # **Next:** [02 · Tuning](02_tuning.ipynb) — the inflated model is fine-tuned on the clip, so that it knows this
 # particular video.

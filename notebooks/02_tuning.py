@@ -173,27 +173,31 @@ from vp2p.course import exercises
 
 
 # %% [markdown]
-# ### Exercise 1 · Which parameters tuning trains
+# ### Exercise 1 · The forward process: the clip noised to step t
 #
-# Section 1 counted the trained groups; now decide it yourself, one parameter name at a time. Names look like
-# `down_blocks.0.attentions.0.transformer_blocks.0.block.attn1.to_q.weight` (diffusers' own block, wrapped by
-# vp2p's `TemporalBlock`) or `…transformer_blocks.0.attn_temp.to_out.0.bias` (the added temporal attention, next
-# to its LayerNorm `norm_temp`). Tuning few parameters is what keeps the model's knowledge: with keys and values
-# frozen, words and appearances mean what they meant; the queries learn to find this clip's content, and the
-# temporal attention learns its motion. The check asks your function about every parameter of a tiny inflated UNet
-# and compares with `vp2p.trainable_parameters`.
+# A tuning step shows the UNet the clip at a random noise level and asks it what noise was added. The clip's
+# latents x₀ are mixed with Gaussian noise ε at timestep t:
+#
+# **x_t = √ᾱ_t · x₀ + √(1 − ᾱ_t) · ε**, with ᾱ_t = `scheduler.alphas_cumprod[t]`,
+#
+# the product of (1 − β) over the first t steps of the noise schedule: near 1 at t = 0 (x_t is almost the clip),
+# near 0 at t = 999 (almost pure noise). The two factors are square roots because variances add: a unit-variance
+# x₀ and ε give a unit-variance x_t at every t. `timesteps` holds one timestep for the whole clip (tuning draws one
+# per step) or one per frame; shape ᾱ as (rows, 1, 1, 1) so it broadcasts over channels and pixels. Compared with
+# `vp2p.tuning.noisy_latents` (diffusers' `scheduler.add_noise`).
 
-# %% nbgrader={"grade": false, "grade_id": "is_trained", "locked": false, "schema_version": 3, "solution": true, "task": false}
-def is_trained(name):
-    """Whether Video-P2P tunes the UNet parameter called ``name`` on the input video (True or False)."""
+# %% nbgrader={"grade": false, "grade_id": "noisy_latents", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def noisy_latents(scheduler, latents, noise, timesteps):
+    """x_t for ``latents`` x₀ (frames, C, h, w) and ``noise`` ε of the same shape at ``timesteps`` ((1,) or
+    (frames,)): √ᾱ_t·x₀ + √(1 − ᾱ_t)·ε."""
     ### BEGIN SOLUTION
-    tuned = ("attn1.to_q", "attn2.to_q", "attn_temp")  # frame- and cross-attention queries, all of temporal attention
-    return any(part in name for part in tuned)
+    alpha = scheduler.alphas_cumprod.to(latents)[timesteps].view(-1, 1, 1, 1)  # ᾱ_t, one per row
+    return alpha.sqrt() * latents + (1 - alpha).sqrt() * noise
     ### END SOLUTION
 
 
-# %% nbgrader={"grade": true, "grade_id": "check_is_trained", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
-exercises.check("is_trained", is_trained)
+# %% nbgrader={"grade": true, "grade_id": "check_noisy_latents", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
+exercises.check("noisy_latents", noisy_latents)
 
 
 # %% [markdown]
@@ -221,6 +225,45 @@ def training_target(scheduler, latents, noise, timesteps):
 
 # %% nbgrader={"grade": true, "grade_id": "check_training_target", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
 exercises.check("training_target", training_target)
+
+# %% [markdown]
+# ### Your functions tune the model
+#
+# Both checks passed: now your two functions *are* the tuning step. `exercises.use(noisy_latents=...,
+# training_target=...)` puts them in place of vp2p's for the duration of a `with` block — every tuning step inside
+# noises the clip with your forward process and compares the UNet with your target — and `exercises.run_both`
+# tunes, inverts and edits a short version of the course clip (4 frames, 8 DDIM steps, red → blue) once with vp2p's
+# functions and once inside `use(...)`. Your run never reads vp2p's cached tuning: the cache key names the replaced
+# steps. Equal functions give equal edits, to float rounding.
+
+# %%
+yours = exercises.run_both(noisy_latents=noisy_latents, training_target=training_target)
+yours.show();
+
+# %% [markdown]
+# ### Break it: tune the keys and values too
+#
+# Video-P2P tunes only the *queries* of frame and cross-attention (and the new temporal attention); the keys and
+# values stay the image model's. **Predict first:** if tuning also trained `to_k` and `to_v` of `attn1` and
+# `attn2`, how many more numbers would it tune? Would the tuning loss end lower? Would the inversion still
+# reconstruct the clip — and would the edit still turn the circle blue, when the word "blue" reaches the model
+# through cross-attention's keys and values, which tuning on "a red circle …" has now moved?
+#
+# Then run it: `breaking.tune_keys_and_values()` tunes the short clip both ways (same steps, same seed), inverts,
+# and makes the same edit.
+
+# %%
+broken = exercises.breaking.tune_keys_and_values()
+broken.show();
+
+# %% [markdown]
+# **Measure.** The cell below reads the table: how many times more numbers were tuned, and what moved.
+
+# %%
+right, wrong = (broken.numbers[name] for name in broken.names)
+print(f"tuned numbers: {wrong['tuned numbers'] / right['tuned numbers']:.1f}× as many with keys and values")
+for key in ("final tuning loss", "reconstruction PSNR", "target hit", "background PSNR"):
+    print(f"{key:20s} {right[key]:8.3g} → {wrong[key]:8.3g}")
 
 # %% [markdown]
 # **Next:** [03 · Inversion](03_inversion.ipynb) — find the noise (and the null-text embeddings) from which the

@@ -312,4 +312,42 @@ def null_text_update(null, loss_of, i, lr):
 exercises.check("null_text_update", null_text_update)
 
 # %% [markdown]
+# ### Your functions invert the clip
+#
+# Inside `with exercises.use(ddim_inverse_step=..., null_text_loss=...)` the inversion climbs to z_T with your
+# inverse step and optimises the null embeddings on your loss. `exercises.run_both` inverts and edits a short
+# version of the course clip (4 frames, 8 DDIM steps, red → blue) with vp2p's functions and with yours, and
+# measures both (the reconstruction's PSNR among them). Your update of exercise 3 is one iteration of the loop in
+# `vp2p.inversion.null_text_optimization`, which keeps one Adam for all iterations of a step: the loop stays
+# vp2p's. Your run never reads vp2p's cached inversion: the cache key names the replaced steps.
+
+# %%
+yours = exercises.run_both(ddim_inverse_step=ddim_inverse_step, null_text_loss=null_text_loss)
+yours.show();
+
+# %% [markdown]
+# ### Break it: one null embedding per frame
+#
+# Video-P2P optimises **one** unconditional embedding per DDIM step, shared by all frames. What if each frame had
+# its own? **Predict first:** how many more numbers are optimised? Will the reconstruction be closer to the clip
+# (each frame can be fitted on its own)? And the edit — the target branch does not use these embeddings at all
+# (decoupled guidance), so does it change?
+#
+# Then run it: `breaking.per_frame_null()` inverts the short clip both ways (method `"null-text"` and
+# `"null-text-per-frame"`) and makes the same edit from each.
+
+# %%
+broken = exercises.breaking.per_frame_null()
+broken.show();
+
+# %% [markdown]
+# **Measure.**
+
+# %%
+right, wrong = (broken.numbers[name] for name in broken.names)
+for key in ("optimised numbers", "reconstruction PSNR", "target hit", "background PSNR", "flicker"):
+    a, b = right[key], wrong[key]
+    print(f"{key:20s} {a if a is not None else float('nan'):10.4g} → {b if b is not None else float('nan'):10.4g}")
+
+# %% [markdown]
 # **Next:** [04 · Word swap](04_word_swap.ipynb) — edit the clip from the shared null-text inversion.

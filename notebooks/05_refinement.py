@@ -225,4 +225,15 @@ def refine_maps(source, targets, mappers, alphas):
 exercises.check("refine_maps", refine_maps)
 
 # %% [markdown]
+# ### Your functions make the edit
+#
+# Inside `with exercises.use(refinement_mapper=..., refine_maps=...)` Refine aligns the prompts with your mapper
+# and mixes the maps with your function. `exercises.run_both` adds "striped" to the short course clip (4 frames,
+# 8 DDIM steps) with vp2p's functions and with yours, side by side, and measures both.
+
+# %%
+yours = exercises.run_both(refinement_mapper=refinement_mapper, refine_maps=refine_maps)
+yours.show();
+
+# %% [markdown]
 # **Next:** [06 · Reweighting](06_reweighting.ipynb) — turn a word up or down.

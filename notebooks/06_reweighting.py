@@ -238,3 +238,14 @@ def equalizer(prompt, weights, tokenizer, max_len):
 
 # %% nbgrader={"grade": true, "grade_id": "check_equalizer", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
 exercises.check("equalizer", equalizer)
+
+# %% [markdown]
+# ### Your functions make the edit
+#
+# Inside `with exercises.use(reweight_maps=..., equalizer=...)` Reweight builds its equalizer with your function and
+# scales the maps with yours. `exercises.run_both` adds "striped" at weight 2 to the short course clip (4 frames,
+# 8 DDIM steps) with vp2p's functions and with yours, side by side, and measures both.
+
+# %%
+yours = exercises.run_both(reweight_maps=reweight_maps, equalizer=equalizer)
+yours.show();

@@ -165,6 +165,11 @@ mask = score > threshold
 return mask | mask[:1]
 """
 
+NOISY = """
+alpha = scheduler.alphas_cumprod.to(latents)[timesteps].view(-1, 1, 1, 1)
+return alpha.sqrt() * latents + (1 - alpha).sqrt() * noise
+"""
+
 ADAM_UPDATE = """
 null = null.detach().clone().requires_grad_(True)
 optimizer = torch.optim.Adam([null], lr=lr * (1 - i / 100))
@@ -209,7 +214,8 @@ mses = [np.mean((a[k].astype(np.float64) - b[k].astype(np.float64)) ** 2)
 REFERENCE_BODIES = {
     "frame_context": "from vp2p.attention import frame_context as reference\n"
                      "return reference(hidden, num_frames, 'first')",
-    "is_trained": "from vp2p.inflation import TRAINABLE_PATTERNS\nreturn any(p in name for p in TRAINABLE_PATTERNS)",
+    "noisy_latents": "from vp2p.tuning import noisy_latents as reference\n"
+                     "return reference(scheduler, latents, noise, timesteps)",
     "training_target": "from vp2p.tuning import training_target as reference\n"
                        "return reference(scheduler, latents, noise, timesteps)",
     "ddim_inverse_step": "from vp2p.ddim import ddim_inverse_step as reference\n"
@@ -248,9 +254,13 @@ MISTAKES = [
     ("frame_context", "videos = hidden.view(-1, num_frames, *hidden.shape[1:])\n"
                       "return videos[:, [max(i - 1, 0) for i in range(num_frames)]].reshape(hidden.shape)",
      "previous frame"),
-    ("is_trained", "return 'attn1' in name or 'attn2.to_q' in name or 'attn_temp' in name", "keys and values"),
-    ("is_trained", "return 'attn1.to_q' in name or 'attn2.to_q' in name", "temporal attention (attn_temp)"),
-    ("is_trained", "return any(p in name for p in ('attn1.to_q', 'attn2.to_q', '_temp'))", "norm_temp"),
+    ("noisy_latents", NOISY.replace("alpha.sqrt() * latents + (1 - alpha).sqrt() * noise",
+                                    "(1 - alpha).sqrt() * latents + alpha.sqrt() * noise"), "swapped"),
+    ("noisy_latents", NOISY.replace("alpha.sqrt() * latents + (1 - alpha).sqrt() * noise",
+                                    "alpha * latents + (1 - alpha) * noise"), "square roots"),
+    ("noisy_latents", NOISY.replace("scheduler.alphas_cumprod", "scheduler.alphas"), "alphas_cumprod"),
+    ("noisy_latents", NOISY.replace("[timesteps]", "[timesteps[0]]"), "its own timestep"),
+    ("noisy_latents", "return noise", "the noise alone"),
     ("training_target", "return latents", "clean latents"),
     ("training_target", "return noise", "'v_prediction'"),
     ("training_target", "if scheduler.config.prediction_type == 'epsilon':\n    return noise\n"

@@ -23,13 +23,20 @@ many values).
 One file per notebook holds that notebook's checks (``inflation``, ``tuning``, ``inversion``, ``word_swap``,
 ``refinement``, ``reweighting``, ``paper``), beside ``common`` (what the checks share), ``registry`` (``EXERCISES``,
 ``check``) and ``student`` (the export).
+
+After a check passes, the student's function runs in the real pipeline: ``use(blend_mask=blend_mask)`` swaps it in
+for vp2p's step (``vp2p.seams``), ``run_both(blend_mask=blend_mask)`` edits the course clip with vp2p's and with
+theirs, side by side (``plug``). ``breaking`` holds the break-its: the same short edit with one piece of the method
+broken (keys from frame i, keys and values tuned, a null embedding per frame, coupled guidance), measured.
 """
 
+from vp2p.course.exercises import breaking
 from vp2p.course.exercises.common import BEGIN_SOLUTION, END_SOLUTION, Case, ExerciseFailed, TinyDenoiser
+from vp2p.course.exercises.plug import Comparison, lab, run_both, use
 from vp2p.course.exercises.registry import EXERCISES, Exercise, check
 from vp2p.course.exercises.student import (STUDENT_FOLDER, cell_source, export_student, py_twin, replace_solutions,
                                            student_markdown, student_notebook, teacher_notebooks_dir)
 
-__all__ = ["BEGIN_SOLUTION", "END_SOLUTION", "EXERCISES", "STUDENT_FOLDER", "Case", "Exercise", "ExerciseFailed",
-           "TinyDenoiser", "cell_source", "check", "export_student", "py_twin", "replace_solutions",
-           "student_markdown", "student_notebook", "teacher_notebooks_dir"]
+__all__ = ["BEGIN_SOLUTION", "END_SOLUTION", "EXERCISES", "STUDENT_FOLDER", "Case", "Comparison", "Exercise",
+           "ExerciseFailed", "TinyDenoiser", "breaking", "cell_source", "check", "export_student", "lab", "py_twin",
+           "replace_solutions", "run_both", "student_markdown", "student_notebook", "teacher_notebooks_dir", "use"]

@@ -140,22 +140,6 @@ def ddim_schedule(num_steps: int, prediction_type: str = "epsilon"):
     return DDIMSchedule.from_scheduler(sd_scheduler(prediction_type), num_steps)
 
 
-@functools.lru_cache(maxsize=1)
-def inflated_parameter_names() -> tuple[tuple[str, ...], frozenset]:
-    """Every parameter name of a tiny inflated UNet, and the names ``vp2p.trainable_parameters`` picks."""
-    from diffusers import UNet2DConditionModel
-
-    from vp2p.inflation import inflate_unet, trainable_parameters
-
-    with torch.random.fork_rng(devices=[]):  # its random weights must not move the notebook's random state
-        unet = UNet2DConditionModel(
-            sample_size=8, layers_per_block=1, block_out_channels=(8, 16), cross_attention_dim=8,
-            attention_head_dim=2, norm_num_groups=4, down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-            up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"))
-    inflate_unet(unet)
-    return tuple(name for name, _ in unet.named_parameters()), frozenset(trainable_parameters(unet))
-
-
 class TinyDenoiser(torch.nn.Module):
     """A stand-in for the UNet in the null-text checks, called like diffusers' UNet (``.sample`` out).
 

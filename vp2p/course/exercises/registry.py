@@ -15,7 +15,7 @@ from vp2p.course.exercises.inversion import (
 from vp2p.course.exercises.paper import check_masked_psnr
 from vp2p.course.exercises.refinement import check_refine_maps, check_refinement_mapper
 from vp2p.course.exercises.reweighting import check_equalizer, check_reweight_maps
-from vp2p.course.exercises.tuning import check_is_trained, check_training_target
+from vp2p.course.exercises.tuning import check_noisy_latents, check_training_target
 from vp2p.course.exercises.word_swap import check_blend_mask, check_replacement_mapper
 
 # -- the registry --------------------------------------------------------------------------------------------------
@@ -35,9 +35,9 @@ EXERCISES = {e.name: e for e in [
     Exercise("frame_context", "01_inflation", "Frame attention: where keys and values come from",
              "vp2p.attention.frame_context", check_frame_context,
              hint="For every row (video v, frame i), return the hidden states of frame 0 of the same video v."),
-    Exercise("is_trained", "02_tuning", "Which parameters tuning trains", "vp2p.inflation.trainable_parameters",
-             check_is_trained,
-             hint="Only the queries of frame and cross-attention, and the new temporal attention, are tuned."),
+    Exercise("noisy_latents", "02_tuning", "The forward process: the clip noised to step t",
+             "vp2p.tuning.noisy_latents", check_noisy_latents,
+             hint="x_t = √ᾱ_t·x₀ + √(1 − ᾱ_t)·ε with ᾱ_t = scheduler.alphas_cumprod[timesteps], one per frame."),
     Exercise("training_target", "02_tuning", "What the tuning loss compares the UNet with",
              "vp2p.tuning.training_target", check_training_target,
              hint="Epsilon models predict the noise; v_prediction models the velocity √ᾱ·ε − √(1 − ᾱ)·x₀."),

@@ -1,64 +1,51 @@
-"""Notebook 02's exercises: which parameters tuning trains, and the target of its loss."""
+"""Notebook 02's exercises: the forward process a tuning step noises the clip with, and the target of its loss.
+(Which parameters are tuned is taught by a break-it, ``breaking.tune_keys_and_values``, which measures what tuning
+the keys and values too would change.)"""
 
 from __future__ import annotations
 
 import torch
 
-from vp2p.course.exercises.common import (
-    Case,
-    ExerciseFailed,
-    compare,
-    first_match,
-    generator,
-    inflated_parameter_names,
-    sd_scheduler,
-    student_output,
-)
+from vp2p.course.exercises.common import Case, compare, first_match, generator, sd_scheduler
 
-# -- 02 · tuning: which parameters learn, and what they learn to predict ---------------------------------------------
+# -- 02 · tuning: the forward process, and what the UNet learns to predict ---------------------------------------------
 
 
-def check_is_trained(student) -> int:
-    names, trained = inflated_parameter_names()
-    said = {}
-    for name in names:
-        answer = student_output(student, Case(f"the parameter {name!r}", (name,)))
-        if not isinstance(answer, (bool, int)) and not (isinstance(answer, torch.Tensor) and answer.numel() == 1):
-            raise ExerciseFailed(f"is_trained({name!r}) returned {answer!r}; return True or False")
-        said[name] = bool(answer)
-    wrongly_trained = [n for n in names if said[n] and n not in trained]
-    wrongly_frozen = [n for n in names if not said[n] and n in trained]
-    if wrongly_trained or wrongly_frozen:
-        raise ExerciseFailed(f"{len(names)} parameter names of a tiny inflated UNet: "
-                             f"{trained_hint(wrongly_trained, wrongly_frozen)}")
-    return len(names)
+def check_noisy_latents(student) -> int:
+    from vp2p.tuning import noisy_latents
+
+    g = generator(9)
+    cases = []
+    for timesteps in ([0], [500], [999], [10, 400, 990]):
+        rows = len(timesteps) if len(timesteps) > 1 else 2
+        latents, noise = torch.randn(rows, 4, 4, 4, generator=g), torch.randn(rows, 4, 4, 4, generator=g)
+        cases.append(Case(f"timesteps {timesteps} for {rows} frames", (sd_scheduler(), latents, noise,
+                                                                       torch.tensor(timesteps))))
+    return compare(student, noisy_latents, cases, diagnose_noisy_latents)
 
 
-def trained_hint(wrongly_trained: list[str], wrongly_frozen: list[str]) -> str:
-    """Name the group of parameters a wrong answer got wrong, most telling first."""
-    def some(names, part):
-        return [n for n in names if part in n]
+def diagnose_noisy_latents(got, expected, case):
+    scheduler, latents, noise, timesteps = case.args
 
-    rules = [
-        (some(wrongly_frozen, "attn_temp"), "the temporal attention (attn_temp) is new — it starts at zero and must "
-         "learn how the clip moves: all of its parameters are tuned"),
-        (some(wrongly_frozen, "attn1.to_q"), "frame attention's queries (attn1.to_q) are tuned: they learn how frame i "
-         "looks up this clip's frame 0"),
-        (some(wrongly_frozen, "attn2.to_q"), "cross-attention's queries (attn2.to_q) are tuned: they learn where this "
-         "clip's content answers the prompt's words"),
-        ([n for n in wrongly_trained if ".to_k" in n or ".to_v" in n],
-         "keys and values of attn1/attn2 stay frozen: they carry what the image model knows about words and "
-         "appearance; only the queries learn"),
-        ([n for n in wrongly_trained if ".to_out" in n], "the output projections of attn1/attn2 stay frozen"),
-        (some(wrongly_trained, "norm_temp"), "the temporal attention's LayerNorm (norm_temp) is not tuned in the "
-         "official recipe (trainable_modules: attn1.to_q, attn2.to_q, attn_temp)"),
-    ]
-    for names, hint in rules:
-        if names:
-            return f"{hint} (e.g. {names[0]!r})"
-    if wrongly_trained:
-        return f"{len(wrongly_trained)} frozen parameters marked as trained, e.g. {wrongly_trained[0]!r}"
-    return f"{len(wrongly_frozen)} tuned parameters marked as frozen, e.g. {wrongly_frozen[0]!r}"
+    def mix(alpha, signal, rest):  # signal·x₀ + rest·ε with per-row factors from ᾱ
+        a = alpha.double().view(-1, 1, 1, 1)
+        return (signal(a) * latents.double() + rest(a) * noise.double()).float()
+
+    alpha = scheduler.alphas_cumprod[timesteps]
+    return first_match(got, [
+        ("the weights are swapped: the clean latents get √ᾱ_t and the noise √(1 − ᾱ_t) — at t = 0 (ᾱ ≈ 1) x_t is "
+         "almost x₀", lambda: mix(alpha, lambda a: (1 - a).sqrt(), lambda a: a.sqrt())),
+        ("ᾱ_t and 1 − ᾱ_t without the square roots: the variances add up to 1 (ᾱ + (1 − ᾱ) = 1), so the factors "
+         "of x₀ and ε are their square roots", lambda: mix(alpha, lambda a: a, lambda a: 1 - a)),
+        ("scheduler.alphas (one step's 1 − β) instead of alphas_cumprod (their product up to t, ᾱ_t): x_t is "
+         "reached from x₀ in t steps", lambda: mix(scheduler.alphas[timesteps], lambda a: a.sqrt(),
+                                                   lambda a: (1 - a).sqrt())),
+        ("every frame got the first timestep's ᾱ; each row (frame) has its own timestep: index alphas_cumprod with "
+         "the whole tensor and shape it (rows, 1, 1, 1)", lambda: mix(alpha[:1].expand_as(alpha),
+                                                                    lambda a: a.sqrt(), lambda a: (1 - a).sqrt())),
+        ("the clean latents came back: add the noise, √ᾱ_t·x₀ + √(1 − ᾱ_t)·ε", lambda: latents),
+        ("the noise alone: x_t mixes the clean latents in too, √ᾱ_t·x₀ + √(1 − ᾱ_t)·ε", lambda: noise),
+    ])
 
 
 def check_training_target(student) -> int:
