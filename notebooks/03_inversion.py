@@ -135,8 +135,8 @@ print(f"shared null-text: stopped early at {stopped} of {len(shared.iterations)}
 # ## Table 2, on our model
 #
 # The paper's Table 2 compares a shared null embedding with one per frame: per-frame optimises F times more numbers
-# for (at best) a slightly better reconstruction — and the frames' guidance is no longer the same, which hurts
-# temporal consistency once the video is edited. `Inversion.trainable_count()` counts the optimised numbers.
+# for (at best) a slightly better reconstruction — and the frames' guidance is no longer the same, which the paper
+# reports hurts temporal consistency once the video is edited (its "w/o SU" row; notebook 07 runs it on the toy). `Inversion.trainable_count()` counts the optimised numbers.
 
 # %%
 rows = [{"method": name, "numbers optimised": inv.trainable_count(),
