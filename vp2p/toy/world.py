@@ -49,6 +49,7 @@ STYLES = ("night",)
 STYLE_PHRASE = {"night": "at night"}
 # Night multiplies every pixel by these channel gains (darker, bluer).
 NIGHT_GAIN = np.array([0.42, 0.45, 0.62])
+RADIUS_RANGE = (12.0, 15.0)  # an object's radius in pixels of a 64-px frame (``object_path``)
 # Stripes and dots are drawn in the object's color times this factor.
 PATTERN_SHADE = 0.4
 
@@ -312,7 +313,7 @@ def object_path(scene: Scene, num_frames: int, size: int) -> tuple[np.ndarray, f
     """Centres (F, 2) as (x, y) in pixels and the radius; the object always stays fully inside the frame."""
     rng = np.random.default_rng([scene.seed, 2])
     s = size / 64.0
-    radius = rng.uniform(12.0, 15.0) * s
+    radius = rng.uniform(*RADIUS_RANGE) * s
     margin = radius * 1.35 + 1
     t = np.arange(num_frames) / 8.0  # a motion plays out over 8 frames whatever the frame count
     phase = rng.uniform(0, 2 * np.pi)
