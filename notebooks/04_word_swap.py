@@ -316,7 +316,7 @@ exercises.check("blend_mask", blend_mask)
 #
 # Inside `with exercises.use(replacement_mapper=..., blend_mask=...)` the controller hands the target branch the
 # source's maps through *your* mapper, and LocalBlend blends with *your* mask. `exercises.run_both` makes a short
-# version of this notebook's edit (the course clip, 4 frames, 8 DDIM steps, red → blue) with vp2p's functions and
+# version of this notebook's edit (the course clip, 4 frames, 25 DDIM steps, red → blue) with vp2p's functions and
 # with yours, side by side, and measures both.
 
 # %%
