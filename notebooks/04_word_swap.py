@@ -338,7 +338,7 @@ broken = exercises.breaking.coupled_guidance()
 broken.show();
 
 # %% [markdown]
-# **Measure.** One clip is one sample: the toy bench (`vp2p bench`) counts the target hits over 20 clips.
+# **Measure.** One clip is one sample: the toy bench (`vp2p toy-bench`) counts the target hits over many clips.
 
 # %%
 right, wrong = (broken.numbers[name] for name in broken.names)

@@ -22,7 +22,7 @@ from vp2p.course.exercises.plug import Comparison, lab, measure, use
 
 def comparison_of(title: str, names: tuple[str, str], runs: dict, setup) -> Comparison:
     """A Comparison from ``runs``: name -> (EditResult, target scene, Inversion)."""
-    comparison = Comparison(title, names)
+    comparison = Comparison(title, names, about=setup.describe())
     comparison.videos = {"input": setup.frames, **{name: runs[name][0].edited for name in names}}
     comparison.numbers = {name: measure(setup.clip, target, result.edited, inversion)
                           for name, (result, target, inversion) in runs.items()}

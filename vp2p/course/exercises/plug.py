@@ -56,6 +56,11 @@ class Lab:
     def frames(self) -> np.ndarray:
         return self.clip.frames
 
+    def describe(self) -> str:
+        s = self.settings
+        return (f"the course clip, {len(self.frames)} frames, {s.tune_steps} tuning steps, {s.num_steps} DDIM steps, "
+                f"{s.inner_steps} null-text iterations a step")
+
     def prepare(self, settings=None):
         """Tune and invert (cached in ``work_dir`` under the key of every input, replaced steps included)."""
         from vp2p import workflow
@@ -123,6 +128,7 @@ class Comparison:
     names: tuple[str, str]  # e.g. ("vp2p", "yours") or ("correct", "broken")
     videos: dict = field(default_factory=dict)  # name -> uint8 (F, H, W, 3); "input" first
     numbers: dict = field(default_factory=dict)  # name -> {measure: value}
+    about: str = ""  # the run: clip and settings
 
     @property
     def max_pixel_difference(self) -> int:
@@ -142,7 +148,7 @@ class Comparison:
         """Print the table and draw the videos (rows: input, then the two runs)."""
         from vp2p.inspect import viz
 
-        print(f"{self.title}\n{self.table()}")
+        print(f"{self.title}\n({self.about})\n{self.table()}")
         fig = viz.video_strip(self.videos, title=self.title)
         if save is not None:
             viz.save(fig, save)
@@ -175,6 +181,7 @@ def run_both(rerun: bool = True, **steps) -> Comparison:
     names = ", ".join(steps)
     how = "" if theirs_run is run else " (tuned and inverted with yours too)"
     comparison = Comparison(f"the {kind} edit with vp2p's {names} and with yours{how}", ("vp2p", "yours"))
+    comparison.about = setup.describe()
     comparison.videos = {"input": setup.frames, "vp2p": ours.edited, "yours": theirs.edited}
     comparison.numbers = {"vp2p": measure(setup.clip, target, ours.edited, run.inversion),
                           "yours": measure(setup.clip, target, theirs.edited, theirs_run.inversion)}
