@@ -248,15 +248,16 @@ exercises.check("frame_context", frame_context)
 # ### Your function in the pipeline
 #
 # The check passed: now your `frame_context` *is* frame attention. Inside `with exercises.use(frame_context=...)`
-# every frame attention of the UNet builds its keys and values from what your function returns — while tuning,
-# inverting and editing. `exercises.run_both` does exactly that on a short version of the course clip (4 frames,
-# 8 DDIM steps, red → blue): once with vp2p's function, once inside `use(...)`, and measures both edits (the
-# evaluator's reading of the target, the background's PSNR against the input, how much the object's look flickers
-# from frame to frame). Your run never reads vp2p's cached tuning or inversion: their cache keys name the replaced
-# step.
+# every frame attention of the UNet builds its keys and values from what your function returns. `exercises.run_both`
+# edits a short version of the course clip (4 frames, the toy's 25 DDIM steps, red → blue) once with vp2p's
+# function and once inside `use(...)`, and measures both edits: the evaluator's reading of the target (1: it reads
+# a blue circle), the background's PSNR against the input, and how much the object's look (its shade) flickers from
+# frame to frame (0: one look throughout). Here the clip is tuned and inverted with vp2p's function and edited with
+# yours (`rerun=False`); `rerun=True` tunes and inverts with yours too — a minute more, and never from vp2p's
+# cache: the cache keys name the replaced step.
 
 # %%
-yours = exercises.run_both(frame_context=frame_context)
+yours = exercises.run_both(frame_context=frame_context, rerun=False)
 yours.show();
 
 # %% [markdown]

@@ -232,7 +232,7 @@ exercises.check("training_target", training_target)
 # Both checks passed: now your two functions *are* the tuning step. `exercises.use(noisy_latents=...,
 # training_target=...)` puts them in place of vp2p's for the duration of a `with` block — every tuning step inside
 # noises the clip with your forward process and compares the UNet with your target — and `exercises.run_both`
-# tunes, inverts and edits a short version of the course clip (4 frames, 8 DDIM steps, red → blue) once with vp2p's
+# tunes, inverts and edits a short version of the course clip (4 frames, 25 DDIM steps, red → blue) once with vp2p's
 # functions and once inside `use(...)`. Your run never reads vp2p's cached tuning: the cache key names the replaced
 # steps. Equal functions give equal edits, to float rounding.
 

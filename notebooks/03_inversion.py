@@ -316,7 +316,7 @@ exercises.check("null_text_update", null_text_update)
 #
 # Inside `with exercises.use(ddim_inverse_step=..., null_text_loss=...)` the inversion climbs to z_T with your
 # inverse step and optimises the null embeddings on your loss. `exercises.run_both` inverts and edits a short
-# version of the course clip (4 frames, 8 DDIM steps, red → blue) with vp2p's functions and with yours, and
+# version of the course clip (4 frames, 25 DDIM steps, red → blue) with vp2p's functions and with yours, and
 # measures both (the reconstruction's PSNR among them). Your update of exercise 3 is one iteration of the loop in
 # `vp2p.inversion.null_text_optimization`, which keeps one Adam for all iterations of a step: the loop stays
 # vp2p's. Your run never reads vp2p's cached inversion: the cache key names the replaced steps.

@@ -553,7 +553,7 @@ exercises.check("blend_mask", blend_mask)
 #
 # Inside `with exercises.use(replacement_mapper=..., blend_mask=...)` the controller hands the target branch the
 # source's maps through *your* mapper, and LocalBlend blends with *your* mask. `exercises.run_both` makes a short
-# version of this notebook's edit (the course clip, 4 frames, 8 DDIM steps, red → blue) with vp2p's functions and
+# version of this notebook's edit (the course clip, 4 frames, 25 DDIM steps, red → blue) with vp2p's functions and
 # with yours, side by side, and measures both.
 
 # %%
@@ -575,7 +575,7 @@ broken = exercises.breaking.coupled_guidance()
 broken.show();
 
 # %% [markdown]
-# **Measure.** One clip is one sample: the toy bench (`vp2p bench`) counts the target hits over 20 clips.
+# **Measure.** One clip is one sample: the toy bench (`vp2p toy-bench`) counts the target hits over many clips.
 
 # %%
 right, wrong = (broken.numbers[name] for name in broken.names)

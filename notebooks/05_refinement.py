@@ -229,7 +229,7 @@ exercises.check("refine_maps", refine_maps)
 #
 # Inside `with exercises.use(refinement_mapper=..., refine_maps=...)` Refine aligns the prompts with your mapper
 # and mixes the maps with your function. `exercises.run_both` adds "striped" to the short course clip (4 frames,
-# 8 DDIM steps) with vp2p's functions and with yours, side by side, and measures both.
+# 25 DDIM steps) with vp2p's functions and with yours, side by side, and measures both.
 
 # %%
 yours = exercises.run_both(refinement_mapper=refinement_mapper, refine_maps=refine_maps)

@@ -244,7 +244,7 @@ exercises.check("equalizer", equalizer)
 #
 # Inside `with exercises.use(reweight_maps=..., equalizer=...)` Reweight builds its equalizer with your function and
 # scales the maps with yours. `exercises.run_both` adds "striped" at weight 2 to the short course clip (4 frames,
-# 8 DDIM steps) with vp2p's functions and with yours, side by side, and measures both.
+# 25 DDIM steps) with vp2p's functions and with yours, side by side, and measures both.
 
 # %%
 yours = exercises.run_both(reweight_maps=reweight_maps, equalizer=equalizer)

@@ -101,13 +101,17 @@ def replaced(stage: str | None = None) -> list[str]:
     return sorted(n for n in _replaced if stage is None or stage in SEAMS[n].stages)
 
 
-def code_fingerprint(function: Callable) -> str:
+def code_fingerprint(function: Callable, depth: int = 3) -> str:
     """A fingerprint of a function's code (bytecode, constants, names): another body gives another fingerprint,
     the same cell run again the same one — in any process."""
     code = getattr(function, "__code__", None)
     if code is None:  # a callable object or a partial: its type and repr are what we can see
         return hashlib.sha256(f"{type(function).__qualname__}:{function!r}".encode()).hexdigest()[:16]
     parts = [code.co_code, repr(code.co_consts).encode(), repr(code.co_names).encode()]
+    for cell in getattr(function, "__closure__", None) or ():  # a wrapper: what it wraps tells two apart
+        value = cell.cell_contents
+        inner = code_fingerprint(value, depth - 1) if callable(value) and depth > 0 else repr(value)[:200]
+        parts.append(inner.encode())
     return hashlib.sha256(b"\0".join(parts)).hexdigest()[:16]
 
 

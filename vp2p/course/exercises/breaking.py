@@ -20,9 +20,9 @@ import torch
 from vp2p.course.exercises.plug import Comparison, lab, measure, use
 
 
-def compare(title: str, names: tuple[str, str], runs: dict, setup) -> Comparison:
+def comparison_of(title: str, names: tuple[str, str], runs: dict, setup) -> Comparison:
     """A Comparison from ``runs``: name -> (EditResult, target scene, Inversion)."""
-    comparison = Comparison(title, names)
+    comparison = Comparison(title, names, about=setup.describe())
     comparison.videos = {"input": setup.frames, **{name: runs[name][0].edited for name in names}}
     comparison.numbers = {name: measure(setup.clip, target, result.edited, inversion)
                           for name, (result, target, inversion) in runs.items()}
@@ -42,7 +42,7 @@ def frame_keys_from_frame_i() -> Comparison:
     with use(frame_context=own_frame):
         broken = setup.prepare()
         runs["frame i (broken)"] = (*setup.edit(broken), broken.inversion)
-    return compare("keys and values of frame attention from frame 0, and from frame i", tuple(runs), runs, setup)
+    return comparison_of("keys and values of frame attention from frame 0, and from frame i", tuple(runs), runs, setup)
 
 
 def coupled_guidance() -> Comparison:
@@ -51,7 +51,7 @@ def coupled_guidance() -> Comparison:
     run = setup.prepare()
     runs = {"decoupled (correct)": (*setup.edit(run), run.inversion),
             "coupled (broken)": (*setup.edit(run, decoupled=False), run.inversion)}
-    return compare("decoupled guidance, and the target guided with the source's null embeddings", tuple(runs),
+    return comparison_of("decoupled guidance, and the target guided with the source's null embeddings", tuple(runs),
                    runs, setup)
 
 
@@ -64,7 +64,7 @@ def per_frame_null() -> Comparison:
         settings = setup.settings.replace(method=method)
         run = setup.prepare(settings)
         runs[name] = (*setup.edit(run, settings=settings), run.inversion)
-    comparison = compare("one null embedding shared by the frames, and one per frame", tuple(runs), runs, setup)
+    comparison = comparison_of("one null embedding shared by the frames, and one per frame", tuple(runs), runs, setup)
     for name, (_, _, inversion) in runs.items():
         comparison.numbers[name]["optimised numbers"] = inversion.trainable_count()
     return comparison
@@ -103,7 +103,7 @@ def tune_keys_and_values() -> Comparison:
             for name, p in extra.items():
                 p.copy_(kept[name])
         restore_base_weights(pipe.unet)
-    comparison = compare("tuning the queries (the paper), and the keys and values too", tuple(runs), runs, setup)
+    comparison = comparison_of("tuning the queries (the paper), and the keys and values too", tuple(runs), runs, setup)
     for name, tuning in tuned.items():
         comparison.numbers[name]["tuned numbers"] = tuning.trained
         comparison.numbers[name]["final tuning loss"] = float(sum(tuning.losses[-5:]) / 5)

@@ -1,0 +1,66 @@
+"""The course's break-its and ``run_both`` on the short toy run (``vp2p.course.exercises.plug.Lab``: the course clip,
+4 frames, the toy settings): each broken piece moves the numbers the notebooks say it moves, with margins around
+what was measured (numbers in the comments: CPU, torch 2.13, toy model as shipped)."""
+
+import pytest
+
+from vp2p import seams
+from vp2p.course.exercises import breaking, plug
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory, monkeypatch_module):
+    monkeypatch_module.setenv("VP2P_COURSE_OUTPUT", str(tmp_path_factory.mktemp("course")))
+    plug.lab.cache_clear()
+    yield plug.lab()
+    plug.lab.cache_clear()
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    with pytest.MonkeyPatch.context() as patch:
+        yield patch
+
+
+def numbers(comparison):
+    return (comparison.numbers[name] for name in comparison.names)
+
+
+def test_run_both_with_vp2p_own_functions_gives_the_same_edit(lab):
+    """A student's function equal to vp2p's edits the clip exactly as vp2p does — also when it is tuned and
+    inverted with (a fresh tuning under the student's cache key, same seed, same weights)."""
+    edit = plug.run_both(blend_mask=seams.default("blend_mask"))
+    assert edit.max_pixel_difference == 0 and edit.numbers["vp2p"] == edit.numbers["yours"]
+    tuned = plug.run_both(training_target=seams.default("training_target"))
+    assert "tuned and inverted with yours" in tuned.title and tuned.max_pixel_difference == 0
+    assert len(list(lab.work_dir.glob("tuned-*"))) == 2  # vp2p's and the student's, never shared
+
+
+def test_coupled_guidance_misses_the_target_and_spoils_the_background(lab):
+    right, wrong = numbers(breaking.coupled_guidance())
+    assert right["target hit"] == 1 and wrong["target hit"] == 0  # measured 1 → 0
+    assert wrong["background PSNR"] < right["background PSNR"] - 10  # measured 31.1 → 13.4 dB
+    assert right["reconstruction PSNR"] == wrong["reconstruction PSNR"]  # the same inversion
+
+
+def test_frame_keys_from_frame_i_flicker_more(lab):
+    right, wrong = numbers(breaking.frame_keys_from_frame_i())
+    assert right["target hit"] == 1
+    assert wrong["flicker"] > right["flicker"] + 0.05  # measured 0.241 → 0.344
+    assert wrong["background PSNR"] < right["background PSNR"] - 1  # measured 31.1 → 28.3 dB
+    assert seams.replaced() == []
+
+
+def test_a_null_embedding_per_frame_optimises_f_times_the_numbers(lab):
+    right, wrong = numbers(breaking.per_frame_null())
+    assert wrong["optimised numbers"] == plug.LAB_FRAMES * right["optimised numbers"]
+    assert abs(wrong["reconstruction PSNR"] - right["reconstruction PSNR"]) < 2  # measured PER_FRAME_RECON
+    assert right["target hit"] == 1
+
+
+def test_tuning_keys_and_values_tunes_more_and_is_undone(lab):
+    before = {n: p.detach().clone() for n, p in lab.pipe.unet.named_parameters() if ".to_k" in n or ".to_v" in n}
+    right, wrong = numbers(breaking.tune_keys_and_values())
+    assert wrong["tuned numbers"] > 1.5 * right["tuned numbers"]  # measured 338,528 → 528,992
+    after = dict(lab.pipe.unet.named_parameters())
+    assert all((after[n] == p).all() for n, p in before.items())  # the keys and values are the model's again
