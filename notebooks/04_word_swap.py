@@ -347,9 +347,9 @@ else:
 #
 # * **`cross_replace_steps`** — the fraction of the steps during which the target's cross-attention maps *are* the
 #   source's. The paper uses (paper: 0.4); the official code's editing script (official code: 0.2). vp2p's
-#   `Settings` take the official code's defaults — the code is what the paper's figures were made with — and the
-#   toy's settings change only the step counts and learning rates (`vp2p.toy.settings.TOY_CHANGES`): the value
-#   this notebook runs with is printed in the setup cell and below.
+#   `Settings` take the official code's defaults, so that a run matches the released code that one can rerun, and
+#   the toy's settings change only the step counts and learning rates (`vp2p.toy.settings.TOY_CHANGES`), not this
+#   fraction: the value this notebook runs with is printed in the setup cell and below.
 # * **`self_replace_steps`** — the fraction of the steps during which the target's temporal-attention maps are the
 #   source's (the official code's hook reaches temporal attention, not frame attention).
 # * the **blend threshold** — how much of a frame's maximum blend score a latent pixel needs to be redrawn.
