@@ -545,4 +545,39 @@ def blend_mask(maps, token_indices, latent_size, threshold=0.3):
 exercises.check("blend_mask", blend_mask)
 
 # %% [markdown]
+# ### Your functions make the edit
+#
+# Inside `with exercises.use(replacement_mapper=..., blend_mask=...)` the controller hands the target branch the
+# source's maps through *your* mapper, and LocalBlend blends with *your* mask. `exercises.run_both` makes a short
+# version of this notebook's edit (the course clip, 4 frames, 25 DDIM steps, red → blue) with vp2p's functions and
+# with yours, side by side, and measures both.
+
+# %%
+yours = exercises.run_both(replacement_mapper=replacement_mapper, blend_mask=blend_mask)
+yours.show();
+
+# %% [markdown]
+# ### Break it: couple the guidance
+#
+# Section 4 showed one clip edited without decoupled guidance. Now as an experiment: **predict first** — if the
+# target branch is guided with the source's optimised null embeddings, will the evaluator still read a blue circle?
+# Will the background (outside the blend mask, copied from the source branch) change?
+#
+# Then run it on the short clip: `breaking.coupled_guidance()` makes the same edit with `decoupled=True` and
+# `decoupled=False`.
+
+# %%
+broken = exercises.breaking.coupled_guidance()
+broken.show();
+
+# %% [markdown]
+# **Measure.** One clip is one sample: the toy bench (`vp2p toy-bench`) counts the target hits over many clips.
+
+# %%
+right, wrong = (broken.numbers[name] for name in broken.names)
+for key in ("target hit", "background PSNR", "flicker"):
+    a, b = right[key], wrong[key]
+    print(f"{key:20s} {a if a is not None else float('nan'):10.4g} → {b if b is not None else float('nan'):10.4g}")
+
+# %% [markdown]
 # **Next:** [05 · Refinement](05_refinement.ipynb) — add words instead of swapping them.
