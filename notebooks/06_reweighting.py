@@ -19,8 +19,9 @@
 # # 6 · Reweighting: turn a word up or down
 #
 # A prompt says *what*, not *how much*. Prompt-to-prompt's **Reweight** multiplies the cross-attention maps of chosen
-# tokens of the target prompt by a factor during the injection steps: 0 removes the word's effect, 1 is the plain
-# edit, 2 or 4 exaggerate it. It wraps a Replace or a Refine; in `vp2p` (and in the official configs) it is
+# tokens of the target prompt by a factor during the injection steps: 0 is meant to remove the word's effect,
+# 1 is the plain edit, 2 or 4 exaggerate it (section 3 reads back what each weight does on the toy). It wraps a
+# Replace or a Refine; in `vp2p` (and in the official configs) it is
 # `eq_params={"words": ["striped"], "values": [2.0]}` — or simply `{"striped": 2.0}`.
 #
 # You will sweep the weight of the word added in notebook 05 and see — and, on the toy world, measure — how strong
