@@ -31,7 +31,7 @@ and layer:
 
 Two bytes each. Defaults: every cross-attention and every temporal attention at resolutions up to 32×32, frame
 attention up to 16×16 (on SD-1.5 at 512², 8 frames, 2 branches, a 10-token prompt: 18.2 MB cross + 13.2 MB temporal +
-2.8 MB frame attention and 2.1 MB of x̂_0 a step, 1.7 GB of attention for 50 steps; the toy model, 8 frames of 64²: 1.1 MB +
+2.8 MB frame attention and 2.1 MB of x̂_0 a step, 1.7 GB of attention for 50 steps; the toy model, 8 frames of 64²: 1.2 MB +
 1.0 MB + 1.9 MB and 0.06 MB a step, 100 MB for its 25 steps — ``tests/test_debugger.py`` measures it),
 and a hard bound ``max_bytes`` (default 2 GiB): after the first recorded step the recorder projects the total and
 refuses (ValueError, naming the fix) to go on past it, and it never stores past it. The 64×64 temporal layers of
