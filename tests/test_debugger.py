@@ -129,7 +129,7 @@ def test_the_recorders_memory_per_step_is_what_its_docstring_says(recorded):
     megabytes = {k: v / 2**20 for k, v in per_kind.items()}
     assert megabytes == pytest.approx({"cross": 1.2, "temporal": 1.0, "frame": 1.9}, abs=0.06), megabytes
     assert recorder.clean[0].numel() * 4 / 2**20 == pytest.approx(0.06, abs=0.01)
-    # a frame layer at 16×16 keeps 8×8 query cells × 16×16 key cells, not 256 × 256 (16× less, heads averaged: 64×)
+    # a frame layer at 16×16 keeps 8×8 query cells × 16×16 key cells, not 256 × 256 (heads averaged too: 64× less)
     layer = recorder.layers("frame")[0]
     assert recorder.records[layer.name][0].shape == (2, 8, 1, 64, 256)
 
