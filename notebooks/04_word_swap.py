@@ -271,12 +271,38 @@ viz.save(fig, FIGURES / "04_temporal_pixel.png", overwrite=True)
 print(f"uniform: {1 / len(temporal):.3f} each; measured: {float(temporal.min()):.3f} to {float(temporal.max()):.3f}")
 
 # %% [markdown]
-# The panel offers all of it: the view (per token / temporal attention of a pixel / target − source), the layer
-# (the mean of a resolution's layers, or one layer), the head, the step, the branch and the colour scale. The same
-# panel is the right half of the [studio](studio.ipynb).
+# **The rest of the attention.** A row of cross-attention is a distribution over *all* the text encoder's tokens,
+# not only the prompt's words: the start token and the padding after the end token take their share too. The
+# recorder keeps the attention past the prompt's tokens summed into one column, so `readings.token_shares` can say
+# how the attention divides (printed and drawn below). Frame attention is recorded too — where the pixel of each
+# frame looks in frame 0, in cells. And LocalBlend's score before its threshold can be read back from the recorded
+# maps: at the edit's threshold it gives the very mask the edit used, and the threshold can be moved after the edit.
 
 # %%
-debug = widgets.AttentionDebugWidget(recorded, pipe.tokenizer, step=STEP)
+from vp2p.controllers import blend_mask
+from vp2p.inspect import readings
+
+shares = readings.token_shares(recorder, pipe.tokenizer, TARGET, step=STEP)
+print(f"step {STEP}, target branch:", ", ".join(f"{name} {share:.1%}" for name, share in shares.items()))
+viz.token_shares(shares, title=f"where the target's cross-attention goes at step {STEP}")
+viz.frame_attention(recorder.pixel_frame(pixel, step=STEP), recorded.edited, points=[pixel],
+                    title=f"frame attention: where the marked pixel of each frame looks in frame 0, step {STEP}")
+last = readings.blend_steps(recorder)[-1]
+score = readings.blend_score(recorder, last)
+same = torch.equal(blend_mask(score, settings.threshold), recorded.blend_masks[-1])
+print(f"mask from the recorded maps at threshold {settings.threshold} = the edit's mask at step {last}: {same}")
+print("target's mask area at other thresholds:", ", ".join(
+    f"{t}: {float(blend_mask(score, t)[1].float().mean()):.0%}" for t in (0.1, 0.3, 0.5, 0.7)))
+
+# %% [markdown]
+# The panel offers all of it: the view (per token / temporal or frame attention of a pixel / target − source /
+# token shares / the blend score with a live threshold / the clean frames x̂₀ the model predicts at each step), the
+# layer (the mean of a resolution's layers, or one layer), the head, the step, the branch, the colour scale (shared
+# or per map) and the frame under the maps (greyscale, so that a map on a blue object stays visible, or colour).
+# The same panel is the right half of the [studio](studio.ipynb), whose A/B tab puts two edits side by side.
+
+# %%
+debug = widgets.AttentionDebugWidget(recorded, pipe.tokenizer, step=STEP, pipe=pipe)
 debug.show()
 
 # %% [markdown]

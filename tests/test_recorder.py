@@ -19,6 +19,7 @@ TARGET = "a blue circle bouncing on the grass"
 FRAMES, BRANCHES = 3, 2
 CROSS = "down_blocks.0.attentions.0.transformer_blocks.0.block.attn2"  # 16×16 on the tiny model
 TEMPORAL = "up_blocks.0.attentions.0.transformer_blocks.0.attn_temp"  # 8×8
+FRAME = "down_blocks.0.attentions.0.transformer_blocks.0.block.attn1"  # 16×16: frame attention
 
 
 def capture_inputs(module, store: list):
@@ -47,7 +48,7 @@ def recorded(tiny_model_dir):
     store = AttentionStore(resolutions=[16, 8])
     recorder = AttentionRecorder(store, num_tokens=9)
     modules = dict(pipe.unet.named_modules())
-    inputs = {CROSS: [], TEMPORAL: []}
+    inputs = {CROSS: [], TEMPORAL: [], FRAME: []}
     hooks = [capture_inputs(modules[name], inputs[name]) for name in inputs]
     cond = pipe.encode_text([SOURCE, TARGET])
     embeddings = torch.cat([pipe.encode_text(["", ""]), cond])  # [uncond branches, cond branches]
@@ -97,6 +98,29 @@ def test_a_temporal_layer_and_the_pixel_view_match_the_probabilities_computed_by
     row, col = 5, 2
     pixel = recorder.pixel_temporal(((row + 0.5) / 8, (col + 0.5) / 8), step=1, branch=1, layer=TEMPORAL, head=0)
     assert torch.allclose(pixel, cond_target[row * 8 + col, 0], atol=2e-3)
+
+
+def test_a_frame_layer_keeps_each_frames_attention_over_frame_0_in_cells_as_computed_by_hand(recorded):
+    """Frame attention: queries of frame i, keys of frame 0; kept as the mean of the heads, 16×16 queries averaged
+    into 8×8 cells (frame_grid=8), frame 0's 16×16 keys kept (frame_key_grid=16)."""
+    pipe, recorder, modules, inputs = recorded
+    attn = modules[FRAME]
+    hidden, _ = inputs[FRAME][1]
+    video = hidden.view(2 * BRANCHES, FRAMES, *hidden.shape[1:])
+    context = video[:, :1].expand_as(video).reshape_as(hidden)  # every frame's keys from its video's frame 0
+    probs = by_hand(attn, hidden, context).mean(1)  # (rows, 256 queries, 256 keys), heads averaged
+    target = probs.view(2 * BRANCHES, FRAMES, 16, 16, 256)[BRANCHES + 1]  # conditional half, branch 1
+    cells = target.view(FRAMES, 8, 2, 8, 2, 256).mean(dim=(2, 4)).view(FRAMES, 8, 8, 16, 16)
+    layer = next(r for r in recorder.layers("frame") if r.name == FRAME)
+    assert (layer.height, layer.grid, layer.key_grid, layer.heads) == (16, (8, 8), (16, 16), 1)
+    maps = recorder.frame_maps(step=1, branch=1, layer=FRAME)
+    assert maps.shape == (FRAMES, 8, 8, 16, 16)
+    assert torch.allclose(maps, cells, atol=2e-3)
+    assert torch.allclose(maps.sum(dim=(-2, -1)), torch.ones(FRAMES, 8, 8), atol=2e-3)  # still distributions
+    pixel = recorder.pixel_frame((0.3, 0.8), step=1, branch=1, layer=FRAME)  # cell (2, 6)
+    assert torch.allclose(pixel, cells[:, 2, 6], atol=2e-3)
+    small = next(r for r in recorder.layers("frame") if r.height == 8)  # 8×8 layers: queries and keys as they are
+    assert (small.grid, small.key_grid) == ((8, 8), (8, 8))
 
 
 def test_head_and_layer_means_equal_what_the_attention_store_averages(recorded):

@@ -83,6 +83,22 @@ def test_edit_button_shows_the_edit_and_its_attention(app):
     assert torch.allclose(panel.data, result.controller.cross_maps(step=0, branch=1, resolution=16))
 
 
+def test_the_ab_tab_pins_an_edit_as_a_and_compares_the_next_edits(app):
+    app.controls["target"].value = BLUE
+    app.controls["run"].click()
+    assert not app.pin.disabled and "pin this edit as A" in app.ab_view.children[0].value
+    assert app.tabs.titles == ("videos", "attention", "A/B")
+    app.pin.click()
+    assert app.pinned is app.last_edit and np.array_equal(app.ab_difference, np.zeros(course.NUM_FRAMES))
+    clips, figure = app.ab_view.children
+    assert [c.children[1].format for c in clips.children] == ["gif", "gif"] and figure.value[:4] == b"\x89PNG"
+    app.controls["target"].value = SCENE.replace(color="green").caption
+    app.controls["run"].click()
+    assert app.pinned is not app.last_edit and app.ab_difference.mean() > 0  # B: the new edit, beside A
+    app.select(SCENE.caption)  # a new preparation forgets A
+    assert app.pinned is None and app.pin.disabled
+
+
 def test_errors_go_to_the_status_line_never_a_traceback(app):
     edited = app.last_edit
     app.controls["blend_target"].value = "square"  # not in the target prompt

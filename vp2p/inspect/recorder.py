@@ -12,7 +12,7 @@ controller protocol to it, and keeps a copy of the probabilities the layers go o
     recorder.temporal_maps(step=3, branch=1, resolution=16)              # (h, w, F query, F key)
     recorder.diff_maps(step=3)                                           # target − source, token-aligned
     recorder.pixel_frame((0.5, 0.5), step=3)                             # (F, h, w): where each frame looks in frame 0
-    recorder.clean[3]                                                    # x̂_0 predicted at step 3 (branches·F, C, h, w)
+    recorder.clean[3]                                                    # x̂_0 of step 3: (branches·F, C, h, w)
 
 What is kept: the conditional half only (as the controllers read it), in float16 on the CPU. Per recorded step
 and layer:
@@ -29,13 +29,13 @@ and layer:
 * with ``keep_clean`` (default), the step's predicted clean latents x̂_0 (``vp2p.ddim.predicted_x0``) in float32:
   ``branches·F·C·h·w`` numbers — not counted in ``max_bytes``.
 
-Two bytes each. Defaults: every cross-attention and every temporal attention at resolutions up to 32×32, frame
-attention up to 16×16 (on SD-1.5 at 512², 8 frames, 2 branches, a 10-token prompt: 18.2 MB cross + 13.2 MB temporal +
-2.8 MB frame attention and 2.1 MB of x̂_0 a step, 1.7 GB of attention for 50 steps; the toy model, 8 frames of 64²: 1.1 MB +
-1.0 MB + 1.9 MB and 0.06 MB a step, 100 MB for its 25 steps — ``tests/test_debugger.py`` measures it),
-and a hard bound ``max_bytes`` (default 2 GiB): after the first recorded step the recorder projects the total and
-refuses (ValueError, naming the fix) to go on past it, and it never stores past it. The 64×64 temporal layers of
-SD are left out by default: they alone would take 42 MB a step.
+Two bytes each (x̂_0: four). Defaults: every cross-attention and every temporal attention at resolutions up to
+32×32, frame attention up to 16×16. On SD-1.5 at 512², 8 frames, 2 branches, a 10-token prompt, a step keeps
+18.2 MB cross + 13.2 MB temporal + 2.8 MB frame attention and 2.1 MB of x̂_0: 1.7 GB of attention for 50 steps.
+On the toy model (8 frames of 64²) 1.2 + 1.0 + 1.9 MB and 0.06 MB of x̂_0, 100 MB for its 25 steps (measured by
+``tests/test_debugger.py``). A hard bound ``max_bytes`` (default 2 GiB): after the first recorded step the
+recorder projects the total and refuses (ValueError, naming the fix) to go on past it, and it never stores past
+it. The 64×64 temporal layers of SD are left out by default: they alone would take 42 MB a step.
 """
 
 from __future__ import annotations
