@@ -279,7 +279,7 @@ print(f"uniform: {1 / len(temporal):.3f} each; measured: {float(temporal.min()):
 # maps: at the edit's threshold it gives the very mask the edit used, and the threshold can be moved after the edit.
 
 # %%
-from vp2p.controllers import blend_mask
+from vp2p.controllers import threshold_blend
 from vp2p.inspect import readings
 
 shares = readings.token_shares(recorder, pipe.tokenizer, TARGET, step=STEP)
@@ -289,10 +289,10 @@ viz.frame_attention(recorder.pixel_frame(pixel, step=STEP), recorded.edited, poi
                     title=f"frame attention: where the marked pixel of each frame looks in frame 0, step {STEP}")
 last = readings.blend_steps(recorder)[-1]
 score = readings.blend_score(recorder, last)
-same = torch.equal(blend_mask(score, settings.threshold), recorded.blend_masks[-1])
+same = torch.equal(threshold_blend(score, settings.threshold), recorded.blend_masks[-1])
 print(f"mask from the recorded maps at threshold {settings.threshold} = the edit's mask at step {last}: {same}")
 print("target's mask area at other thresholds:", ", ".join(
-    f"{t}: {float(blend_mask(score, t)[1].float().mean()):.0%}" for t in (0.1, 0.3, 0.5, 0.7)))
+    f"{t}: {float(threshold_blend(score, t)[1].float().mean()):.0%}" for t in (0.1, 0.3, 0.5, 0.7)))
 
 # %% [markdown]
 # The panel offers all of it: the view (per token / temporal or frame attention of a pixel / target − source /

@@ -14,7 +14,7 @@ from PIL import Image
 
 import vp2p
 from vp2p import course
-from vp2p.controllers import blend_mask
+from vp2p.controllers import threshold_blend
 from vp2p.course import widgets
 from vp2p.inspect import readings, viz
 from vp2p.inspect.recorder import AttentionRecorder
@@ -86,10 +86,10 @@ def test_the_blend_mask_from_recorded_maps_is_the_mask_the_edit_used(recorded):
     for index, step in enumerate(steps):
         score = readings.blend_score(recorder, step)
         assert score.shape == recorded.blend_masks.shape[1:] and float(score.max()) == pytest.approx(1.0)
-        assert torch.equal(blend_mask(score, 0.3), recorded.blend_masks[index])  # exact, at the edit's threshold
+        assert torch.equal(threshold_blend(score, 0.3), recorded.blend_masks[index])  # exact, at the edit's threshold
     # a live threshold: the mask shrinks as the threshold rises
     score = readings.blend_score(recorder, STEPS - 1)
-    areas = [int(blend_mask(score, t).sum()) for t in (0.1, 0.3, 0.6, 0.9)]
+    areas = [int(threshold_blend(score, t).sum()) for t in (0.1, 0.3, 0.6, 0.9)]
     assert areas == sorted(areas, reverse=True) and areas[0] > areas[-1]
 
 
