@@ -291,8 +291,7 @@ last = readings.blend_steps(recorder)[-1]
 score = readings.blend_score(recorder, last)
 same = torch.equal(threshold_blend(score, settings.threshold), recorded.blend_masks[-1])
 print(f"mask from the recorded maps at threshold {settings.threshold} = the edit's mask at step {last}: {same}")
-print("target's mask area at other thresholds:", ", ".join(
-    f"{t}: {float(threshold_blend(score, t)[1].float().mean()):.0%}" for t in (0.1, 0.3, 0.5, 0.7)))
+assert same, "the blend score read back from the recorded maps should give the edit's own mask"
 
 # %% [markdown]
 # The panel offers all of it: the view (per token / temporal or frame attention of a pixel / target − source /
@@ -431,30 +430,22 @@ self_edits, self_rows = knob_sweep("self_replace_steps", [0.0, 0.5])
 
 # %% [markdown]
 # **The threshold, on the recorded maps first.** The mask needs no new edit: LocalBlend's mask is a function of the
-# blend words' maps, which section 1's edit kept. Below, its mask recomputed at several thresholds from those maps
-# (mean over all steps, as at the edit's last step) — the share of the frame each would redraw — and a check that
-# the setting's own threshold gives back the mask the edit used. (A live edit per threshold costs an edit each;
+# blend words' maps, which the recorded edit of section 2 kept. Below, the blend score of its last step (section 2's
+# `score`) thresholded at several values — the share of the frame each would redraw — and a check that the
+# setting's own threshold gives back the mask the edit used. (A live edit per threshold costs an edit each;
 # `knob_sweep("threshold", [0.05, 0.3])` runs them, with the evaluator's rows.)
 
 # %%
-import copy
-
-blend = result.controller.local_blend
-blend_maps = result.maps(result.controller.blend_height)  # the resolution LocalBlend reads
-latent_size = tuple(masks.shape[-2:])
-coverage = {}
-for threshold in [0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9]:
-    trial = copy.copy(blend)
-    trial.threshold = threshold
-    coverage[threshold] = trial.mask(blend_maps, latent_size)[1]  # the target's mask: (F, h, w)
+coverage = {t: threshold_blend(score, t)[1] for t in [0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9]}  # target's mask (F, h, w)
 print("share of the frame the target's mask redraws, by threshold:",
       {t: round(float(m.float().mean()), 3) for t, m in coverage.items()})
-same = float((coverage[settings.threshold] == masks[-1, 1]).float().mean())
+same = float((coverage[settings.threshold] == recorded.blend_masks[-1][1]).float().mean())
 print(f"at the setting's threshold {settings.threshold} the recomputed mask agrees with the edit's last mask on "
       f"{same:.1%} of the latent pixels")
-assert same > 0.95, "the recomputed mask should be the one the edit used"
+assert same == 1, "the mask recomputed from the recorded maps should be the one the edit used"
 fig = viz.mask_strip(torch.stack([m[0] for m in coverage.values()]),
-                     video=np.repeat(result.edited[:1], len(coverage), 0), title="frame 0's mask at thresholds " + ", ".join(f"{t:g}" for t in coverage))
+                     video=np.repeat(recorded.edited[:1], len(coverage), 0),
+                     title="frame 0's mask at thresholds " + ", ".join(f"{t:g}" for t in coverage))
 viz.save(fig, FIGURES / "04_threshold_masks.png", overwrite=True)
 
 # %% [markdown]
