@@ -54,13 +54,18 @@ def test_frame_keys_from_frame_i_flicker_more(lab):
 def test_a_null_embedding_per_frame_optimises_f_times_the_numbers(lab):
     right, wrong = numbers(breaking.per_frame_null())
     assert wrong["optimised numbers"] == plug.LAB_FRAMES * right["optimised numbers"]
-    assert abs(wrong["reconstruction PSNR"] - right["reconstruction PSNR"]) < 2  # measured PER_FRAME_RECON
-    assert right["target hit"] == 1
+    # measured 123,200 → 492,800 numbers for a reconstruction 29.6 → 30.0 dB: four times the numbers, barely closer
+    assert abs(wrong["reconstruction PSNR"] - right["reconstruction PSNR"]) < 2
+    assert right["target hit"] == 1 and wrong["flicker"] > right["flicker"]  # measured flicker 0.241 → 0.345
 
 
 def test_tuning_keys_and_values_tunes_more_and_is_undone(lab):
-    before = {n: p.detach().clone() for n, p in lab.pipe.unet.named_parameters() if ".to_k" in n or ".to_v" in n}
+    lab.prepare()  # the UNet inflated and tuned, as the notebook has it
+    before = {n: p.detach().clone() for n, p in lab.pipe.unet.named_parameters()
+              if any(k in n for k in breaking.KEYS_AND_VALUES)}  # attn1/attn2's (attn_temp's are tuned anyway)
     right, wrong = numbers(breaking.tune_keys_and_values())
     assert wrong["tuned numbers"] > 1.5 * right["tuned numbers"]  # measured 338,528 → 528,992
+    assert wrong["final tuning loss"] < right["final tuning loss"]  # measured 0.403 → 0.356: it fits the clip better
+    assert wrong["background PSNR"] < right["background PSNR"] - 4  # measured 31.1 → 22.9 dB: and edits it worse
     after = dict(lab.pipe.unet.named_parameters())
-    assert all((after[n] == p).all() for n, p in before.items())  # the keys and values are the model's again
+    assert before and all((after[n] == p).all() for n, p in before.items())  # the model's keys and values again
