@@ -180,8 +180,8 @@ from vp2p.course import exercises
 #
 # **x_t = √ᾱ_t · x₀ + √(1 − ᾱ_t) · ε**, with ᾱ_t = `scheduler.alphas_cumprod[t]`,
 #
-# the product of (1 − β) over the first t steps of the noise schedule: near 1 at t = 0 (x_t is almost the clip),
-# near 0 at t = 999 (almost pure noise). The two factors are square roots because variances add: a unit-variance
+# the product of (1 − β) over the first t steps of the noise schedule: near 1 at `t = 0` (x_t is almost the clip),
+# near 0 at `t = 999` (almost pure noise). The two factors are square roots because variances add: a unit-variance
 # x₀ and ε give a unit-variance x_t at every t. `timesteps` holds one timestep for the whole clip (tuning draws one
 # per step) or one per frame; shape ᾱ as (rows, 1, 1, 1) so it broadcasts over channels and pixels. Compared with
 # `vp2p.tuning.noisy_latents` (diffusers' `scheduler.add_noise`).

@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -98,7 +98,7 @@ print(f"{MODEL} on {pipe.device}: frames of {SIZE}×{SIZE} pixels, {settings.num
 
 # %%
 fig = diagram.pipeline_figure()
-viz.save(fig, FIGURES / "00_pipeline.png");
+viz.save(fig, FIGURES / "00_pipeline.png", overwrite=True);
 
 # %% [markdown]
 # ### Three words for the rest of the course
@@ -240,7 +240,7 @@ labels = viz.token_labels(pipe.tokenizer, PROMPT)
 print(f"maps of {maps.shape[1]}×{maps.shape[2]} positions over {maps.shape[-1]} token slots; each position's "
       f"attention sums to {maps.sum(-1).mean():.3f} over them, {maps[..., 0].mean():.1%} of it on the start token")
 fig = viz.attention_grid(maps, labels, video=image, title=f"'{PROMPT}': each word's cross-attention")
-viz.save(fig, FIGURES / "00_attention_maps.png");
+viz.save(fig, FIGURES / "00_attention_maps.png", overwrite=True);
 
 # %% [markdown]
 # A word that names the object should put its attention on the object. On the toy world the evaluator segments the
@@ -294,7 +294,7 @@ alone, swapped = pairs[SEEDS[0]]
 fig = viz.video_strip({"source": alone[0], "target, drawn alone": alone[1],
                        "target with the source's maps": swapped[1]},
                       title=f"'{PROMPT}' → '{TARGET}', same noise")
-viz.save(fig, FIGURES / "00_swap_maps.png");
+viz.save(fig, FIGURES / "00_swap_maps.png", overwrite=True);
 
 # %%
 print(f"Replace for the first {SWAP_STEPS:.0%} of {settings.num_steps} steps")

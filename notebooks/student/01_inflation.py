@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -48,11 +48,11 @@ except ImportError:  # e.g. on Colab: install the kit (a minute)
 #
 # **`MODEL`** is the one thing to choose. With a GPU (Colab: *Runtime → Change runtime type → GPU*) the default is
 # Stable Diffusion 1.5, downloaded from the Hugging Face hub; without one it is the tiny **toy** model that ships
-# with `vp2p` (64×64 frames of a synthetic world of coloured shapes — see the README), which runs on a laptop CPU.
+# with `vp2p` (small frames of a synthetic world of coloured shapes — see the README), which runs on a laptop CPU.
 #
 # **`VIDEO`** is used with Stable Diffusion only: the path or URL of your own clip (8 frames are read and cropped
-# to 512×512). Left at `None`, the course's toy scene — a red circle bouncing on the grass — is rendered at the
-# model's resolution, which Stable Diffusion can work with too.
+# to the model's square frame size). Left at `None`, the course's toy scene — a red circle bouncing on the grass —
+# is rendered at the model's resolution, which Stable Diffusion can work with too.
 
 # %%
 import copy
@@ -64,7 +64,7 @@ import torch
 from vp2p import course
 
 from vp2p.inspect import probes, viz
-from vp2p.toy import world
+from vp2p.toy import evaluator, world
 
 MODEL = course.model()  # ← the model: SD 1.5 with a GPU, the toy without ($VP2P_MODEL: "toy", a hub id, a folder)
 VIDEO = None  # ← Stable Diffusion only: your clip (a path or URL); None renders the toy scene
@@ -88,10 +88,12 @@ print(f"{MODEL} on {pipe.device}: prompt {PROMPT!r}")
 #
 # How much frame attention alone pulls the frames together depends on the model. On Stable Diffusion, whose
 # self-attention carries much of the layout, the untuned inflated model already draws one scene. The toy model draws
-# its 16×16 latents mostly with convolutions, and here frame attention alone changes almost nothing: both rows put
-# the circle wherever each frame's noise puts it, and the spread stays where it was (seeds 0–2: 14.9 → 16.2,
-# 17.5 → 17.3, 17.4 → 19.1). Frame attention is the *channel* through which frames can agree; tuning on the clip
-# (notebook 02) and inverting it (notebook 03) are what make them agree on *this* video.
+# its 16×16 latents mostly with convolutions: both rows put the circle wherever each frame's noise puts it, and the
+# printout compares their spreads. Inflating an untrained model also *costs* something — the paper says so itself
+# (inflation compromises generation, its Fig. 3b and Fig. 8): each frame's queries now meet frame 0's keys, which
+# were not drawn for them. Below the strips, the evaluator reads every frame of both rows and counts the frames in
+# which it reads the prompt's object (its colour and shape). Frame attention is the *channel* through which frames can agree; tuning on the
+# clip (notebook 02) and inverting it (notebook 03) are what make them agree on *this* video.
 
 # %%
 image_unet = copy.deepcopy(pipe.unet)  # the image (2-D) model, kept for comparison
@@ -101,9 +103,15 @@ flat = probes.generate(pipe, PROMPT, seed=SEED, unet=image_unet)
 video = probes.generate(pipe, PROMPT, seed=SEED)
 fig = viz.video_strip({"image model": flat, "inflated model": video},
                       title=f"'{PROMPT}' from the same noise")
-viz.save(fig, FIGURES / "01_image_vs_inflated.png")
+viz.save(fig, FIGURES / "01_image_vs_inflated.png", overwrite=True)
 print(f"frame spread: image model {probes.frame_spread(flat):.1f}, inflated {probes.frame_spread(video):.1f} "
       "(pixel std across frames, 0-255)")
+if course.is_toy(pipe) and VIDEO is None:  # per frame: does it read as the prompt's object (colour and shape)?
+    for name, sample in [("image model", flat), ("inflated model", video)]:
+        hits = [all(evaluator.score(f, course.SCENE)[k] for k in ("color", "shape"))
+                for f in evaluator.read_video(sample).frames]
+        print(f"{name:15s} the {course.SCENE.color} {course.SCENE.shape} read back in {sum(hits)} of {len(hits)} "
+              f"frames; missed in frames {[i for i, ok in enumerate(hits) if not ok]}")
 
 # %% [markdown]
 # ## 2. GroupNorm over the whole video
@@ -116,12 +124,12 @@ print(f"frame spread: image model {probes.frame_spread(flat):.1f}, inflated {pro
 # `"video"`, the default and the official model, or `"frame"`, each frame alone; the transformer blocks' own input
 # norm stays per frame in both, as in the official code). With one frame the two are the same thing.
 #
-# Below, the same noise once more through a third model, inflated with the per-frame GroupNorm. On the untuned toy
-# model the video GroupNorm does not pull the frames together by itself (seeds 0–2, image / per-frame / video:
-# 14.9 / 15.6 / 16.2, 17.5 / 17.8 / 17.3, 17.4 / 19.0 / 19.1): it is a channel, like frame attention, and what flows
-# through it is learned when the model is tuned on the clip (notebook 02). It matters for fidelity: on a tiny
-# SD-shaped model, 10 DDIM inversion steps with each choice end at noise maps 59 % apart (relative), so a model is
-# tuned, inverted and edited with one and the same choice (vp2p's caches record it).
+# Below, the same noise once more through a third model, inflated with the per-frame GroupNorm; the bars compare the
+# three spreads (on the untuned toy model, whether the video GroupNorm lowers the spread by itself is what the
+# printout says — it is a channel, like frame attention, and what flows through it is learned when the model is
+# tuned on the clip, notebook 02). The choice matters for fidelity: the two norms give different outputs from the
+# same input (the test suite checks it on a tiny SD-shaped model), so a model is tuned, inverted and edited with one
+# and the same choice (vp2p's caches record it).
 
 # %%
 per_frame_unet = vp2p.inflate_unet(copy.deepcopy(image_unet), group_norm="frame")
@@ -131,8 +139,10 @@ spreads = {"image model": probes.frame_spread(flat), "per-frame GroupNorm": prob
            "video GroupNorm (official)": probes.frame_spread(video)}
 fig = viz.bars(spreads, ylabel="frame spread (0-255)", fmt="{:.1f}",
                title="how much the frames disagree, from the same noise")
-viz.save(fig, FIGURES / "01_group_norm.png")
+viz.save(fig, FIGURES / "01_group_norm.png", overwrite=True)
 print({name: round(value, 1) for name, value in spreads.items()})
+lowest = min(spreads, key=spreads.get)
+print(f"lowest spread on this seed: {lowest}")
 
 # %% [markdown]
 # ## 3. Where does each frame look in frame 0?
@@ -147,10 +157,12 @@ print({name: round(value, 1) for name, value in spreads.items()})
 print(inspect.getsource(probes.FrameAttentionProbe))
 
 # %% [markdown]
-# We noise the clip a little (timestep 400 of 1000), run the inflated UNet once with the probe, and put the query of
-# frame *i* on the object (the toy world knows where it is; on your own clip the query is the frame's centre —
-# change `points` to follow something). If frame attention does its job, every frame's object looks at the object
-# **as it is in frame 0**, wherever it has moved since.
+# We noise the clip a little (`TIMESTEP`, printed below), run the inflated UNet once
+# with the probe, and put the query of frame *i* on the object (the toy world knows where it is; on your own clip
+# the query is the frame's centre — change `points` to follow something). If frame attention does its job, every
+# frame's object looks at the object **as it is in frame 0**, wherever it has moved since: its share of attention on
+# frame 0's object is then above the object's share of the frame (what attention spread evenly would give). The
+# printout gives both, frame by frame.
 
 # %%
 if VIDEO is None:
@@ -158,13 +170,17 @@ if VIDEO is None:
     frames, points = clip.frames, probes.mask_centers(clip.masks)
 else:
     frames, points = course.clip(pipe, VIDEO), [(0.5, 0.5)]
-maps = probes.frame_attention(pipe, frames, PROMPT, points)
+TIMESTEP = 400  # of the model's 1000 training timesteps: a little noise
+maps = probes.frame_attention(pipe, frames, PROMPT, points, timestep=TIMESTEP)
+print(f"frame attention at timestep {TIMESTEP}")
 fig = viz.frame_attention(maps, frames, points, title="frame attention: the query (+) in frame i, its map over frame 0")
-viz.save(fig, FIGURES / "01_frame_attention.png")
+viz.save(fig, FIGURES / "01_frame_attention.png", overwrite=True)
 if VIDEO is None:
     inside = probes.attention_inside(maps, clip.masks[0])
     print("share of each frame's attention on the object in frame 0:", np.round(inside, 2),
           f"(the object covers {clip.masks[0].mean():.0%} of the frame)")
+    above = [i for i, share in enumerate(inside) if share > clip.masks[0].mean()]
+    print(f"frames whose query finds frame 0's object (share above the object's area): {above} of {len(inside)}")
 
 # %% [markdown]
 # ## 4. Zero-initialised temporal attention changes nothing — yet
@@ -179,6 +195,7 @@ gap = probes.inflation_gap(image_unet, pipe.unet, pipe, PROMPT, num_frames=cours
 zero = all(float(m.attn_temp.to_out[0].weight.abs().max()) == 0 for m in pipe.unet.modules() if hasattr(m, "attn_temp"))
 print(f"temporal attention output projections all zero: {zero}")
 print(f"max |inflated(8 identical frames) - image model(1 frame)| = {gap:.2e}")
+assert zero and gap < 1e-3, "zero-initialised temporal attention should leave the image model's output unchanged"
 
 # %% [markdown]
 # ## Exercises
@@ -223,6 +240,46 @@ def frame_context(hidden, num_frames):
 
 # %% nbgrader={"grade": true, "grade_id": "check_frame_context", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
 exercises.check("frame_context", frame_context)
+
+# %% [markdown]
+# ### Your function in the pipeline
+#
+# The check passed: now your `frame_context` *is* frame attention. Inside `with exercises.use(frame_context=...)`
+# every frame attention of the UNet builds its keys and values from what your function returns. `exercises.run_both`
+# edits a short version of the course clip (4 frames, the toy's 25 DDIM steps, red → blue) once with vp2p's
+# function and once inside `use(...)`, and measures both edits: the evaluator's reading of the target (1: it reads
+# a blue circle), the background's PSNR against the input, and how much the object's look (its shade) flickers from
+# frame to frame (0: one look throughout). Here the clip is tuned and inverted with vp2p's function and edited with
+# yours (`rerun=False`); `rerun=True` tunes and inverts with yours too — a minute more, and never from vp2p's
+# cache: the cache keys name the replaced step.
+
+# %%
+yours = exercises.run_both(frame_context=frame_context, rerun=False)
+yours.show();
+
+# %% [markdown]
+# ### Break it: keys and values from frame i
+#
+# What if every frame looked things up in **itself** — keys and values from frame i, the image model's own
+# self-attention — instead of in frame 0? **Predict first:** will the edited circle still be blue in every frame?
+# Will its look (its shade) agree from frame to frame, or flicker? Will the inversion still redraw the clip?
+#
+# Then run it: `breaking.frame_keys_from_frame_i()` tunes, inverts and edits the short clip with
+# `use(frame_context=own_frame)`, where `own_frame` returns `hidden` unchanged. (The temporal attention and the
+# video GroupNorm still let frames agree: frame attention is one of three channels.)
+
+# %%
+broken = exercises.breaking.frame_keys_from_frame_i()
+broken.show();
+
+# %% [markdown]
+# **Measure.** What changed, read off the table:
+
+# %%
+right, wrong = (broken.numbers[name] for name in broken.names)
+for key in ("target hit", "background PSNR", "flicker", "reconstruction PSNR"):
+    print(f"{key:20s} {right[key] if right[key] is not None else float('nan'):8.3g} → "
+          f"{wrong[key] if wrong[key] is not None else float('nan'):8.3g}")
 
 # %% [markdown]
 # **Next:** [02 · Tuning](02_tuning.ipynb) — the inflated model is fine-tuned on the clip, so that it knows this

@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -55,6 +55,7 @@ from vp2p.course import widgets
 from vp2p.alignment import word_token_indices
 from vp2p.toy import world
 from vp2p.toy.bench import judge_edit
+from IPython.display import Markdown, display
 
 MODEL = course.model()  # ← the model: SD 1.5 with a GPU, the toy without ($VP2P_MODEL: "toy", a hub id, a folder)
 SETTINGS = course.settings_choice()  # ← "official", or on SD "course": fewer frames and tuning steps (README)
@@ -89,7 +90,7 @@ panel = widgets.EditWidget(pipe, run, settings, LOCAL, blend_words=BLEND, is_wor
                            cross_replace_steps=CROSS)
 local = panel.update()
 panel.show()
-viz.save(panel.figure, FIGURES / "05_local_refine.png");
+viz.save(panel.figure, FIGURES / "05_local_refine.png", overwrite=True);
 
 # %% [markdown]
 # Where does the new word look? Its map is its own (not the source's); the aligned words' maps are copied from the
@@ -100,33 +101,51 @@ labels = viz.token_labels(pipe.tokenizer, LOCAL)
 tokens = [i for word in SHOWN for i in word_token_indices(LOCAL, word, pipe.tokenizer)]
 fig = viz.attention_grid(local.maps()[1], labels, tokens=tokens, video=local.edited,
                          title=f"'{LOCAL}': the new word '{NEW_WORD}' and its neighbours")
-viz.save(fig, FIGURES / "05_refine_attention.png");
+viz.save(fig, FIGURES / "05_refine_attention.png", overwrite=True);
 
 # %% [markdown]
 # ## 2. A global edit: a style for the whole clip
 #
 # No blend words: the target branch may change every pixel. The refinement mapping still hands every shared word
-# the source's maps for 80% of the steps, which keeps the object where it was, frame after frame.
+# the source's maps for the first `CROSS` of the steps, which should keep the object where it was, frame after frame.
+# Whether it does is measured below the strips: what the evaluator reads in each edit, how far the edited object's
+# centre is from the source's (drift) and in how many frames it finds no object at all.
 
 # %%
 night = workflow.edit_run(pipe, run, [SOURCE, GLOBAL], settings, is_word_swap=False, cross_replace_steps=CROSS)
 fig = viz.video_strip({"input": frames, f"local: + {NEW_WORD}": local.edited, "global: + at night": night.edited},
                       title="refinement: local (with blend) and global (without)")
-viz.save(fig, FIGURES / "05_refinement.png")
+viz.save(fig, FIGURES / "05_refinement.png", overwrite=True)
 if course.is_toy(pipe) and VIDEO is None:
     clip = world.render(course.SCENE)
+    verdicts = {}
     for name, scene, edited in [("local", course.SCENE.replace(attribute="striped"), local.edited),
                                 ("global", course.SCENE.replace(style="night"), night.edited)]:
-        verdict = judge_edit(clip, scene, edited)
-        read = verdict["read"]
+        verdict = verdicts[name] = judge_edit(clip, scene, edited)
+        read, geometry = verdict["read"], verdict["geometry"]
+        drift = "—" if geometry["mean_drift_px"] is None else f"{geometry['mean_drift_px']:.1f} px"
         print(f"{name:6s} read: {read['color']} {read['attribute'] or 'plain'} {read['shape']}, "
-              f"{'night' if read['night'] else 'day'}; background PSNR {verdict['background_psnr']:.1f} dB")
+              f"{'night' if read['night'] else 'day'}; hits {verdict['hits']}; background PSNR "
+              f"{verdict['background_psnr']:.1f} dB; drift {drift}; frames without object "
+              f"{geometry['frames_without_object']}")
+    target_read = all(verdicts["global"]["hits"].values())
+    display(Markdown(
+        "On this run the global edit " + ("reads as the target prompt in every field."
+                                         if target_read else "**misses** the target in: "
+                                         + ", ".join(k for k, v in verdicts["global"]["hits"].items() if not v)
+                                         + " — see the box below.")))
 else:
     print(course.toy_only("the evaluator's reading of both edits", pipe, VIDEO))
 
 # %% [markdown]
 # For a global edit the background PSNR is *supposed* to drop: the whole clip changes. For a local one it should
-# stay high — that is the local blend at work.
+# stay high — that is the local blend at work. The printout above gives both.
+#
+# > **What the toy can't show.** On Stable Diffusion "… at night" relights the scene and keeps every object
+# > recognisable. The toy model learned "at night" as one global darkening of its small frames, and a darkened object
+# > is hard to tell from its darkened background — for the model that draws it (the object may come out as a dim
+# > blob or pick up a pattern) and for the evaluator that reads it back. So on the toy a global edit is the stage where
+# > the layout is kept least well; the readings above say how it went on this run.
 
 # %% [markdown]
 # ## Exercises
@@ -189,6 +208,17 @@ def refine_maps(source, targets, mappers, alphas):
 
 # %% nbgrader={"grade": true, "grade_id": "check_refine_maps", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
 exercises.check("refine_maps", refine_maps)
+
+# %% [markdown]
+# ### Your functions make the edit
+#
+# Inside `with exercises.use(refinement_mapper=..., refine_maps=...)` Refine aligns the prompts with your mapper
+# and mixes the maps with your function. `exercises.run_both` adds "striped" to the short course clip (4 frames,
+# 25 DDIM steps) with vp2p's functions and with yours, side by side, and measures both.
+
+# %%
+yours = exercises.run_both(refinement_mapper=refinement_mapper, refine_maps=refine_maps)
+yours.show();
 
 # %% [markdown]
 # **Next:** [06 · Reweighting](06_reweighting.ipynb) — turn a word up or down.

@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -19,8 +19,9 @@
 # # 6 · Reweighting: turn a word up or down
 #
 # A prompt says *what*, not *how much*. Prompt-to-prompt's **Reweight** multiplies the cross-attention maps of chosen
-# tokens of the target prompt by a factor during the injection steps: 0 removes the word's effect, 1 is the plain
-# edit, 2 or 4 exaggerate it. It wraps a Replace or a Refine; in `vp2p` (and in the official configs) it is
+# tokens of the target prompt by a factor during the injection steps: 0 is meant to remove the word's effect,
+# 1 is the plain edit, 2 or 4 exaggerate it (section 3 reads back what each weight does on the toy). It wraps a
+# Replace or a Refine; in `vp2p` (and in the official configs) it is
 # `eq_params={"words": ["striped"], "values": [2.0]}` — or simply `{"striped": 2.0}`.
 #
 # You will sweep the weight of the word added in notebook 05 and see — and, on the toy world, measure — how strong
@@ -38,9 +39,11 @@ except ImportError:  # e.g. on Colab: install the kit (a minute)
 #
 # **`MODEL`**, and with Stable Diffusion your **`VIDEO`** with its prompts. As in notebook 05: Refine with a blend on
 # the object, the source maps injected for 80% of the steps. The reweighted word gets a window of its own:
-# `cross_replace_steps={"default_": 0.8, WORD: 1.0}` (the official configs take per-word windows too). A reweight acts
-# only inside its word's window, and the last 20% of the steps are where a small model draws fine detail such as
-# stripes — with the plain 0.8 window those steps would draw the pattern at full weight, whatever the weight was.
+# `cross_replace_steps={"default_": 0.8, WORD: 1.0}`. That per-word window is vp2p's: the official script wraps
+# whatever value it is given in `{"default_": v}`, so its configs cannot give one word a window of its own (README,
+# "Differences from the official code"). A reweight acts only inside its word's window, and the last steps are where
+# a small model draws fine detail such as stripes — with the plain `0.8` window those steps would draw the pattern at
+# full weight, whatever the weight was.
 
 # %%
 import numpy as np
@@ -51,7 +54,10 @@ from vp2p import course, workflow
 from vp2p.inspect import viz
 
 from vp2p.course import widgets
-from vp2p.toy import evaluator
+from vp2p.toy import evaluator, world
+from vp2p.toy.bench import judge_edit
+import json
+from IPython.display import Markdown, display
 
 MODEL = course.model()  # ← the model: SD 1.5 with a GPU, the toy without ($VP2P_MODEL: "toy", a hub id, a folder)
 SETTINGS = course.settings_choice()  # ← "official", or on SD "course": fewer frames and tuning steps (README)
@@ -65,6 +71,7 @@ else:  # ← your clip: describe it, add a word, name the object in both prompts
     WORD, BLEND = "origami", ["rabbit", "rabbit"]
     SWAP, SWAP_WORD, SWAP_BLEND = "a cat is jumping on the grass", "cat", ["rabbit", "cat"]
 WEIGHTS = [0.0, 0.5, 1.0, 2.0, 4.0]
+WINDOWS = {"default_": 0.8, WORD: 1.0}  # the reweighted word keeps its window (and its weight) to the last step
 
 FIGURES = course.figures_dir()  # the user cache; `vp2p course --build` writes the repository's figures/
 pipe = vp2p.load_pipeline(MODEL)
@@ -73,6 +80,7 @@ course.estimates.announce(pipe, "06_reweighting", SETTINGS)  # Stable Diffusion:
 frames = course.clip(pipe, VIDEO, choice=SETTINGS)
 run = workflow.prepare(pipe, frames, SOURCE, settings, work_dir=course.work_dir(pipe, VIDEO))
 print(f"'{SOURCE}' → '{TARGET}', weights of '{WORD}': {WEIGHTS}")
+print(f"cross_replace_steps: {WINDOWS} (the source maps for {WINDOWS['default_']:.0%} of the steps)")
 
 # %% [markdown]
 # ## 1. A sweep of weights, side by side
@@ -81,17 +89,18 @@ print(f"'{SOURCE}' → '{TARGET}', weights of '{WORD}': {WEIGHTS}")
 # one edit per weight.
 
 # %%
-panel = widgets.WeightWidget(pipe, run, settings, TARGET, WORD, weight=2.0, is_word_swap=False, blend_words=BLEND,
-                             cross_replace_steps={"default_": 0.8, WORD: 1.0})
+panel = widgets.WeightWidget(pipe, run, settings, TARGET, WORD, weight=1.0, is_word_swap=False, blend_words=BLEND,
+                             cross_replace_steps=WINDOWS)
 edits = panel.sweep(WEIGHTS)
 fig = viz.video_strip({"input": frames, **{f"'{WORD}' × {w:g}": e.edited for w, e in edits.items()}},
                       title=f"'{TARGET}', reweighting '{WORD}'")
-viz.save(fig, FIGURES / "06_reweight_sweep.png");
+viz.save(fig, FIGURES / "06_reweight_sweep.png", overwrite=True);
 
 # %% [markdown]
 # ## 2. The weight slider
 #
-# Move the slider (steps of 0.25); a weight not computed yet runs one edit (a few seconds on the toy model).
+# Move the slider (in steps of `0.25`); a weight not computed yet runs one edit (a few seconds on the toy model). It
+# starts at the plain refinement, weight `1`.
 
 # %%
 panel.show()
@@ -105,23 +114,44 @@ panel.show()
 
 # %%
 if course.is_toy(pipe) and VIDEO is None:
+    clip = world.render(course.SCENE)
     strength = [evaluator.read_video(e.edited).attribute_strength for e in edits.values()]
     fig = viz.curves({f"'{WORD}'": np.array(strength)}, x=np.array(WEIGHTS), xlabel=f"weight of '{WORD}'",
                      ylabel="attribute strength (evaluator)", marker="o", title="reweighting, measured")
-    viz.save(fig, FIGURES / "06_attribute_strength.png")
+    viz.save(fig, FIGURES / "06_attribute_strength.png", overwrite=True)
     print("attribute strength:", {w: round(float(v), 3) for w, v in zip(WEIGHTS, strength)})
+    intact = []  # the weights whose edit reads as the target prompt in every field
+    for w, e in edits.items():
+        verdict = judge_edit(clip, course.SCENE.replace(attribute=WORD), e.edited)
+        print(f"weight {w:g}: reads as {evaluator.reading_text(e.edited)}; background PSNR "
+              f"{verdict['background_psnr']:.1f} dB; frames without object {verdict['geometry']['frames_without_object']}")
+        if all(verdict["hits"].values()):
+            intact.append(w)
+    peak = WEIGHTS[int(np.argmax(strength))]
+    rising = [b > a for a, b in zip(strength, strength[1:])]
+    BENCH = course.project_dir() / "benchmarks" / "toy_bench.json"
+    bench = json.loads(BENCH.read_text()) if BENCH.exists() else None
+    display(Markdown(
+        f"On this clip the strength rises from one weight to the next in {sum(rising)} of {len(rising)} steps of the "
+        f"sweep and is highest at weight {peak:g} ({max(strength):.2f}); the edit reads as the target prompt "
+        f"(every field) at weights {', '.join(f'{w:g}' for w in intact) or 'none'}"
+        + (f" — at {', '.join(f'{w:g}' for w in WEIGHTS if w not in intact)} it does not, whatever the strength says."
+           if len(intact) < len(WEIGHTS) else ".")
+        + (f" Over {len(bench['videos'])} held-out videos `vp2p toy-bench` measures "
+           + ", ".join(f"{s:.2f}" for s in bench["reweight_strengths"]) + " at weights "
+           + ", ".join(f"{w:g}" for w in bench["reweight_weights"])
+           + f", and {bench['reweight_overdrive']['strength']:.2f} at {bench['reweight_overdrive']['weight']:g}."
+           if bench else "")))
 else:
     print(course.toy_only("the measured attribute strength", pipe, VIDEO))
 
 # %% [markdown]
-# **What the toy model shows.** At weight 0 the circle comes out plain, at 0.5 the stripes appear, at 1 the
-# ordinary refinement. On this clip weight 2 is already past the toy's range: the stripes break up and in the later
-# frames the circle comes apart, and the measured strength stops rising (0.26, 0.67, 0.88, 0.89 at weights 0, 0.5,
-# 1, 2 when this was written; on 20 held-out videos `vp2p toy-bench` measures 0.13, 0.43, 0.66, 0.91). At 4 the edit
-# breaks: the whole frame goes grey, the background too, although LocalBlend keeps the source's latents there.
-# Reweighting does not renormalise: the toy model's object words hold most of the attention inside the object, so
-# ×4 roughly doubles the cross-attention output there, those latents leave the range the model was trained on, and
-# the VAE decoder — whose GroupNorm layers see the whole frame — carries the damage everywhere. Stable Diffusion
+# **What the toy model shows.** The printout above reads every weight's edit back: the pattern's strength, the
+# background PSNR, and frames where the object is lost. Where the largest weights break the edit — the strength
+# stops rising, the background PSNR falls although LocalBlend keeps the source's latents there — this is why:
+# reweighting does not renormalise; the toy model's object words hold most of the attention inside the object, so a
+# large weight multiplies the cross-attention output there, those latents leave the range the model was trained on,
+# and the VAE decoder — whose GroupNorm layers see the whole frame — carries the damage everywhere. Stable Diffusion
 # spreads attention over more tokens and tolerates larger weights, but it has a breaking point too.
 #
 # Two things make reweighting work at all, and both are worth knowing when it "does nothing" on another model:
@@ -129,7 +159,7 @@ else:
 #   to every token after it; then scaling the word's attention changes little. The toy model was fine-tuned with
 #   *word mixing* so that the pattern is decided by "striped" itself (README, "Toy world").
 # - **The weight must last through the steps that draw the detail.** A reweight acts only inside its word's
-#   `cross_replace_steps` window. Try `cross_replace_steps=0.8` in the panel above: the last 20% of the steps, where
+#   `cross_replace_steps` window. Try `cross_replace_steps=0.8` in the panel above: the last steps, where
 #   the toy model draws the stripes, then bring them back at every weight.
 
 # %% [markdown]
@@ -201,3 +231,14 @@ def equalizer(prompt, weights, tokenizer, max_len):
 
 # %% nbgrader={"grade": true, "grade_id": "check_equalizer", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
 exercises.check("equalizer", equalizer)
+
+# %% [markdown]
+# ### Your functions make the edit
+#
+# Inside `with exercises.use(reweight_maps=..., equalizer=...)` Reweight builds its equalizer with your function and
+# scales the maps with yours. `exercises.run_both` adds "striped" at weight 2 to the short course clip (4 frames,
+# 25 DDIM steps) with vp2p's functions and with yours, side by side, and measures both.
+
+# %%
+yours = exercises.run_both(reweight_maps=reweight_maps, equalizer=equalizer)
+yours.show();
