@@ -189,6 +189,8 @@ if VIDEO is None and course.is_toy(pipe):
         f"({judged[recon]['reconstruction PSNR (dB)']} dB). "
         + ("Null-text, with the toy's few Adam steps, does not beat the cheap inversions here."
            if best != "null-text, shared (Video-P2P)" else "Null-text's optimisation pays off here.")))
+else:
+    print(course.toy_only("the evaluator's verdict on the same edit from three inversions", pipe, VIDEO))
 
 # %% [markdown]
 # > **What the toy can't show.** The paper's reason for null-text is a guided source branch that stays on the clip
@@ -196,11 +198,6 @@ if VIDEO is None and course.is_toy(pipe):
 # > source branch hardly leaves the clip even without optimised embeddings, and the cheap inversions do about as well
 # > (compare the rows above). On a real clip is where null-text has room to matter: set `MODEL` to Stable Diffusion
 # > and your `VIDEO`, and compare the same three rows.
-else:
-    print(course.toy_only("the evaluator's verdict on the same edit from three inversions", pipe, VIDEO))
-
-# %% [markdown]
-# What the table above says on this run, in words (formatted from its values):
 
 # %% [markdown]
 # ## Exercises
