@@ -266,17 +266,25 @@ def t4_minutes(flops: float) -> float:
 # What each notebook runs on Stable Diffusion, in stage calls: (stage, count, step-count settings). "cached" stages
 # are skipped when the notebooks before it ran (their tuning and inversion are in the work folder). Kept next to
 # the notebooks' code: 01 samples three times (image, inflated, per-frame GroupNorm models, 25 steps); 02 tunes and
-# samples before and after; 03 tunes (cached) and inverts five ways; 04-06 prepare (cached) and edit; 07 runs
-# paper.run_paper's rows on one clip of 4 frames (3 tunings, 6 null-text inversions, 2 other inversions, 11 edits).
+# samples before and after; 03 tunes (cached) and inverts five ways; 03b loads four of them (cached) and edits
+# from each; 04-06 prepare (cached) and edit (04: the
+# recorded edit and the coupled one; 04b: the default edit, Image-P2P with the image model's negative-prompt
+# inversion, and four new edits of the two sweeps); 07 runs paper.run_paper's Table 1 rows on one clip of 4 frames
+# (1 tuning, 4 null-text inversions, 1 DDIM inversion, 6 edits). The course's break-its and comparisons run on the
+# toy model whatever MODEL is.
 NOTEBOOKS = {
     "01_inflation": [("sample", 3, {"steps": 25, "frames": FRAMES})],
     "02_tuning": [("tune", 1, {}), ("sample", 2, {})],
     "03_inversion": [("tune", 1, {"cached": True}), ("null-text", 2, {}), ("ddim", 3, {})],
-    "04_word_swap": [("tune", 1, {"cached": True}), ("null-text", 1, {"cached": True}), ("edit", 3, {})],
+    "03b_null_text": [("tune", 1, {"cached": True}), ("null-text", 2, {"cached": True}), ("ddim", 2, {"cached": True}),
+                      ("edit", 4, {})],
+    "04_word_swap": [("tune", 1, {"cached": True}), ("null-text", 1, {"cached": True}), ("edit", 2, {})],
+    "04b_knobs": [("tune", 1, {"cached": True}), ("null-text", 1, {"cached": True}), ("ddim", 1, {}),
+                  ("edit", 6, {})],
     "05_refinement": [("tune", 1, {"cached": True}), ("null-text", 1, {"cached": True}), ("edit", 2, {})],
     "06_reweighting": [("tune", 1, {"cached": True}), ("null-text", 1, {"cached": True}), ("edit", 6, {})],
-    "07_paper": [("tune", 3, {"frames": 4}), ("null-text", 6, {"frames": 4}), ("ddim", 2, {"frames": 4}),
-                 ("edit", 11, {"frames": 4})],
+    "07_paper": [("tune", 1, {"frames": 4}), ("null-text", 4, {"frames": 4}), ("ddim", 1, {"frames": 4}),
+                 ("edit", 6, {"frames": 4})],
     "studio": [("tune", 1, {"cached": True}), ("null-text", 1, {"cached": True}), ("edit", 1, {})],
 }
 STAGE_OF = {"tune": "tune (gradient checkpointing, as on CUDA)", "null-text": "null-text inversion",

@@ -7,6 +7,7 @@ import pytest
 
 from test_cli import ROOT
 from vp2p.course import claims
+from vp2p.course.build import COURSE_GLOB
 
 
 def notebook(*cells):
@@ -94,11 +95,11 @@ def test_the_command_lists_each_notebooks_unbacked_numbers(tmp_path, capsys):
     assert claims.main([str(good)]) == 0
 
 
-COURSE = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+COURSE = sorted((ROOT / "notebooks").glob(COURSE_GLOB))
 
 
 def test_the_course_has_notebooks_to_check():
-    assert len(COURSE) >= 8, f"expected the eight course notebooks 00-07 in notebooks/, found {[p.name for p in COURSE]}"
+    assert len(COURSE) >= 10, f"expected the ten course notebooks (00-07, 03b and 04b) in notebooks/, found {[p.name for p in COURSE]}"
 
 
 @pytest.mark.parametrize("path", COURSE, ids=[p.stem for p in COURSE])

@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from test_cli import ROOT, snapshot
+from vp2p.course.build import COURSE_GLOB
 from vp2p import course
 from vp2p.cli import main
 
@@ -50,7 +51,7 @@ def test_the_test_run_keeps_course_output_out_of_the_repository():
 
 
 def test_the_notebooks_save_figures_only_into_figures_dir():
-    for path in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.py")):
+    for path in sorted((ROOT / "notebooks").glob(COURSE_GLOB.replace(".ipynb", ".py"))):
         lines = path.read_text().splitlines()
         saves = [line for line in lines if "viz.save(" in line or ".savefig(" in line]
         assert all("FIGURES" in line or "course.figures_dir()" in line for line in saves), (path.name, saves)

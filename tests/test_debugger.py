@@ -205,3 +205,24 @@ def test_clips_play_and_the_ab_widget_compares_two_edits(toy):
     difference = ab.update()
     assert len(ab.edits) == 2 and difference.mean() > 1
     assert ab.figure.axes[0].get_ylabel().startswith("A:")
+
+
+def test_decoder_leak_on_a_blended_edit_and_on_an_unchanged_one(toy, recorded):
+    """LocalBlend keeps every latent outside its mask (exactly 0); a target equal to its source leaks nothing."""
+    import copy
+
+    from vp2p.inspect.fidelity import PSNR_CAP
+    from vp2p.inspect.leak import decoder_leak
+
+    pipe, edit = toy[0], recorded
+    leaked = decoder_leak(pipe, edit)
+    assert leaked["latent_outside"] == 0.0 and leaked["near"] >= 0 and leaked["psnr"] <= PSNR_CAP
+    same = copy.copy(edit)
+    frames = edit.videos.shape[1]
+    same.latents = edit.latents.clone()
+    same.latents[frames:2 * frames] = edit.latents[:frames]
+    same.videos = edit.videos.copy()
+    same.videos[1] = edit.videos[0]
+    unchanged = decoder_leak(pipe, same)
+    assert unchanged["near"] == 0 and unchanged["far"] == 0 and unchanged["psnr"] == PSNR_CAP
+    assert unchanged["psnr_clamped"] == PSNR_CAP  # the source's latents are inside their own range

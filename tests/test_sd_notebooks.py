@@ -18,8 +18,8 @@ import pytest
 from nbclient import NotebookClient
 
 NOTEBOOKS = Path(__file__).parent.parent / "notebooks"
-ORDER = ["01_inflation", "02_tuning", "03_inversion", "04_word_swap", "05_refinement", "06_reweighting",
-         "07_paper", "studio"]
+ORDER = ["01_inflation", "02_tuning", "03_inversion", "03b_null_text", "04_word_swap", "04b_knobs", "05_refinement",
+         "06_reweighting", "07_paper", "studio"]
 
 pytestmark = pytest.mark.sd_notebooks
 
@@ -65,5 +65,5 @@ def test_notebook_runs_on_stable_diffusion(name, sd_environment):
     if name != "studio":  # the setup cell's T4 estimate, printed on Stable Diffusion before the long cells
         assert re.search(r"Stable Diffusion 1\.5, 8 frames of 512², official settings: about \d+ minutes on a T4",
                          text), f"{name} printed no T4 estimate on Stable Diffusion"
-    toy_only = {"03_inversion", "04_word_swap", "05_refinement", "06_reweighting"}
+    toy_only = {"03b_null_text", "04_word_swap", "04b_knobs", "05_refinement", "06_reweighting"}
     assert ("skipped here: the toy evaluator" in text) == (name in toy_only)

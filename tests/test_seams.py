@@ -123,3 +123,30 @@ def test_a_different_step_changes_the_edit():
         theirs, _ = setup.edit(run)
     assert not np.array_equal(ours.edited, theirs.edited)
     assert np.array_equal(ours.source, theirs.source)  # the source branch is never blended
+
+
+def test_vp2p_own_lab_edits_are_saved_and_never_serve_a_students_step(tmp_path):
+    """The lab's own edits are saved under the key of their inputs: a new process (an empty memo) reads the same
+    videos back; a student's step in place neither reads nor writes that file."""
+    from vp2p.course.exercises.plug import SavedEdit, lab
+
+    setup = lab.__wrapped__()
+    setup.settings = setup.settings.replace(tune_steps=2, num_steps=4, inner_steps=1)
+    setup.work_dir = tmp_path
+    run = setup.prepare()
+    made, _ = setup.edit(run)
+    saved = list(tmp_path.glob("edit-*.npz"))
+    assert len(saved) == 1 and not isinstance(made, SavedEdit)
+    setup.edits.clear()  # what a new notebook's process starts with
+    read, _ = setup.edit(run)
+    assert isinstance(read, SavedEdit) and np.array_equal(read.videos, made.videos)
+    refined, _ = setup.edit(run, "refine")  # another edit: another file
+    assert len(list(tmp_path.glob("edit-*.npz"))) == 2 and not np.array_equal(refined.edited, made.edited)
+
+    def everywhere(maps, token_indices, latent_size, threshold=0.3):
+        return torch.ones(maps.shape[0], maps.shape[1], *latent_size, dtype=torch.bool)
+
+    with use(blend_mask=everywhere):
+        theirs, _ = setup.edit(run)
+    assert not isinstance(theirs, SavedEdit) and not np.array_equal(theirs.edited, made.edited)
+    assert len(list(tmp_path.glob("edit-*.npz"))) == 2

@@ -90,13 +90,19 @@ print(f"settings: {settings.num_steps} DDIM steps, cross_replace_steps {settings
 # %% [markdown]
 # ## 1. The edit
 #
-# The panel runs `workflow.edit_run(pipe, run, [SOURCE, TARGET], settings, blend_words=BLEND)` with the values of
-# its controls. In a live notebook, change the target prompt, the blend words or the step fractions and press
-# **Edit**; the figure below the controls is redrawn. (Without a live kernel you see the edit with the defaults.)
+# `recorder.recorded_edit(pipe, run, [SOURCE, TARGET], settings, blend_words=BLEND)` is
+# `workflow.edit_run` with an `AttentionRecorder` around the edit's controller: the same edit, and every attention
+# map it used kept for section 2 (one edit, read twice). The panel shows it; its **Edit** button runs
+# `workflow.edit_run` with the values of its controls — in a live notebook, change the target prompt, the blend
+# words or the step fractions and press it; the figure below the controls is redrawn. (Without a live kernel you
+# see the edit with the defaults.)
 
 # %%
+from vp2p.inspect.recorder import recorded_edit
+
+recorded = recorded_edit(pipe, run, [SOURCE, TARGET], settings, blend_words=BLEND)
 panel = widgets.EditWidget(pipe, run, settings, TARGET, blend_words=BLEND)
-result = panel.update()
+result = panel.draw(recorded)
 panel.show()
 viz.save(panel.figure, FIGURES / "04_word_swap.png", overwrite=True)
 TOY_CLIP = course.is_toy(pipe) and VIDEO is None  # the evaluator knows the truth of the toy scene only
@@ -106,61 +112,6 @@ if TOY_CLIP:
     assert metrics.toy_target_hit(result.edited, target_scene) == 1, "the default edit missed its target prompt"
 else:
     print(course.toy_only("the evaluator's reading of the edit", pipe, VIDEO))
-
-# %% [markdown]
-# ### Why a video model: Image-P2P beside Video-P2P
-#
-# The paper motivates Video-P2P (its Fig. 2) with what happens when an image editor runs frame by frame:
-# prompt-to-prompt on the **image** model edits every frame on its own, with nothing that makes the frames agree, so
-# the edited object may look different in every frame. Below, the same edit both ways. (The paper's Image-P2P
-# inverts every frame with its own null-text embedding; to keep this notebook fast the image model here is inverted
-# with negative-prompt inversion — its reconstruction PSNR is printed beside the video model's — and edited with
-# decoupled guidance like Video-P2P, so that the two rows differ in the model alone. Notebook 07 runs the paper's
-# row.) The measure is the **appearance flicker** of the edited object
-# (`vp2p.paper.metrics.toy_appearance_flicker`): how much the look that the caption leaves free — its shade, the
-# angle of its stripes, the offset of its dots, its rotation — changes from frame to frame; 0 is one look
-# throughout, about 1 a look drawn anew in every frame.
-
-# %%
-from vp2p.attention import install_processors
-
-image_pipe = vp2p.load_pipeline(MODEL)  # a second copy, not inflated: the image model
-install_processors(image_pipe.unet)  # vp2p's attention processors, so that prompt-to-prompt can edit it
-image_inversion = workflow.invert_stage(image_pipe, frames, SOURCE, settings.replace(method="negative-prompt"),
-                                        work_dir=course.work_dir(pipe, VIDEO) / "image-model", progress=False)
-# prompt-to-prompt on images injects each frame's own self-attention maps (there is no temporal attention)
-image_p2p = workflow.edit_run(image_pipe, workflow.Run(None, image_inversion), [SOURCE, TARGET], settings,
-                              progress=False, self_attention="frame", blend_words=BLEND)
-del image_pipe  # a second UNet is a lot of memory on a GPU
-print(f"reconstruction PSNR: image model (negative-prompt) {np.mean(image_inversion.frame_psnr):.1f} dB, "
-      f"video model ({run.inversion.method}) {np.mean(run.inversion.frame_psnr):.1f} dB")
-fig = viz.video_strip({"input": frames, "Image-P2P (frame by frame)": image_p2p.edited,
-                       "Video-P2P": result.edited}, title=f"'{TARGET}': the image model and the video model")
-viz.save(fig, FIGURES / "04_image_vs_video_p2p.png", overwrite=True)
-if TOY_CLIP:
-    flicker = {name: metrics.toy_appearance_flicker(video) for name, video in
-               [("input clip", frames), ("Image-P2P", image_p2p.edited), ("Video-P2P", result.edited)]}
-    for name, video in [("Image-P2P", image_p2p.edited), ("Video-P2P", result.edited)]:
-        print(f"{name:10s} reads as: {evaluator.reading_text(video)}; target hit "
-              f"{metrics.toy_target_hit(video, target_scene):.0f}; parts of the flicker: "
-              f"{ {k: round(v, 3) for k, v in metrics.appearance_flicker_parts(video).items()} }")
-    print("appearance flicker:", {name: None if v is None else round(v, 3) for name, v in flicker.items()})
-    if None not in flicker.values():
-        display(Markdown(
-            f"On this run the frame-by-frame edit flickers **{'more' if flicker['Image-P2P'] > flicker['Video-P2P'] else 'less'}**"
-            f" than Video-P2P's ({flicker['Image-P2P']:.2f} against {flicker['Video-P2P']:.2f}; the input clip "
-            f"{flicker['input clip']:.2f})."))
-else:
-    print(course.toy_only("the appearance flicker of both edits", pipe, VIDEO))
-
-# %% [markdown]
-# > **What the toy can't show.** On Stable Diffusion, the frame-by-frame edit of the paper's Fig. 2 changes the
-# > object's details from frame to frame, because every frame samples its own. The toy world gives each word *one*
-# > look: the caption fixes colour, shape and pattern, and what it leaves free (shade, stripe angle, dot offset,
-# > rotation) is drawn once per clip. For a plain circle only the shade is left to vary, so the flicker above
-# > measures small changes of brightness of the edited blue, and both edits are drawn from the same per-frame
-# > inversion of the same clip, which pins much of the look — whichever row flickers more here, the toy cannot
-# > reproduce the paper's Fig. 2 contrast. `vp2p paper` measures both rows over many clips (notebook 07).
 
 # %% [markdown]
 # ## 2. Cross-attention of every token, in every frame
@@ -215,19 +166,17 @@ steps.show()
 # ### One level deeper: one layer, one head, one step, one branch
 #
 # Those maps are averages — over heads, over the layers of a resolution, over steps. To see what a single head of a
-# single layer did at a single step, run the same edit with an `AttentionRecorder` around its controller
-# (`recorder.recorded_edit` is `workflow.edit_run` with one). The recorder passes everything through to the edit's
-# controller and keeps, for every cross-attention and temporal-attention layer up to `32×32`, the probabilities the
-# layer went on with — *after* the edit — per step, head and branch (float16, on the CPU).
+# single layer did at a single step, read the `AttentionRecorder` that section 1's edit ran with. The recorder
+# passes everything through to the edit's controller and keeps, for every cross-attention and temporal-attention
+# layer up to `32×32`, the probabilities the layer went on with — *after* the edit — per step, head and branch
+# (float16, on the CPU).
 #
 # First the heads of one layer, for the object's word, halfway through the steps: heads divide the work.
 
 # %%
 from vp2p.inspect import probes
 from vp2p.alignment import word_token_indices
-from vp2p.inspect.recorder import recorded_edit
 
-recorded = recorded_edit(pipe, run, [SOURCE, TARGET], settings, blend_words=BLEND)
 recorder = recorded.controller
 print(f"kept {len(recorder.layers())} layers × {len(recorder.recorded_steps())} steps: "
       f"{recorder.nbytes / 2**20:.0f} MB")
@@ -322,7 +271,11 @@ if masks is not None:
     viz.save(fig, FIGURES / "04_blend_masks_steps.png", overwrite=True)
 
 # %% [markdown]
-# ## 4. With and without decoupled guidance
+# ## 4. Break it: couple the guidance
+#
+# **Predict first.** Decoupled guidance gives the target branch the plain empty-prompt embedding. If instead the
+# target is guided with the source's optimised null embeddings, will the evaluator still read a blue circle? Will
+# the background — outside the blend mask, copied from the source branch — change? Write it down, then run the cell.
 #
 # `decoupled=False` gives the target branch the source's optimised null embeddings as well. They were fitted so
 # that guidance reproduces the *source* prompt, and only together with it; paired with another prompt they can pull
@@ -333,6 +286,8 @@ if masks is not None:
 # the source only *outside* the mask, so a mask that spreads over the frame lets a drifting target branch through.
 
 # %%
+from vp2p.inspect.leak import decoder_leak
+
 coupled = workflow.edit_run(pipe, run, [SOURCE, TARGET], settings, blend_words=BLEND, decoupled=False)
 fig = viz.video_strip({"input": frames, "decoupled (Video-P2P)": result.edited, "not decoupled": coupled.edited},
                       title=f"'{TARGET}'")
@@ -346,13 +301,24 @@ if course.is_toy(pipe) and VIDEO is None:
         covers[name] = float(edit_result.blend_masks[-1, 1].float().mean())
         print(f"{name:14s} reads as: {evaluator.reading_text(edit_result.edited)}; background PSNR "
               f"{backgrounds[name]:.1f} dB; final blend mask covers {covers[name]:.0%} of the frame")
-    if backgrounds["not decoupled"] < backgrounds["decoupled"] - 3 and covers["not decoupled"] < 1.5 * covers["decoupled"]:
+    leaked = decoder_leak(pipe, coupled)  # against the edit's own source branch: the inversion's error left out
+    print("not decoupled, outside its blend mask:", {k: round(v, 3) for k, v in leaked.items()})
+    if backgrounds["not decoupled"] < backgrounds["decoupled"] - 3 and leaked["latent_outside"] == 0:
         display(Markdown(
-            f"Without decoupling the background falls to {backgrounds['not decoupled']:.1f} dB although the blend mask "
-            f"is hardly larger ({covers['not decoupled']:.0%} against {covers['decoupled']:.0%}): LocalBlend keeps the "
-            "source's *latents* outside the mask, but the VAE decoder's GroupNorm layers see the whole frame, so "
-            "latents driven out of range inside the mask shift the decoded colours everywhere (notebook 06 meets the "
-            "same effect at large weights)."))
+            f"Without decoupling the background falls to {backgrounds['not decoupled']:.1f} dB (the blend mask covers "
+            f"{covers['not decoupled']:.0%} of the frame, against {covers['decoupled']:.0%}), although LocalBlend kept "
+            f"every latent outside the mask: the largest difference there is {leaked['latent_outside']:g}. The decoder "
+            f"moved the background pixels by {leaked['near']:.1f} levels next to the mask and by {leaked['far']:.1f} "
+            "farther than 12 pixels from it"
+            + (" — as much far as near, the mark of the decoder's frame-wide operations (its GroupNorms take "
+               "statistics of every pixel, its middle block's self-attention lets every pixel see every other) rather "
+               "than of its convolutions, whose reach fades with distance."
+               if leaked["far"] > 0.5 * leaked["near"] else " — mostly near the mask: the decoder's convolutions carry "
+               "the change over the mask's edge.")
+            + f" Inside the mask the target's latents reach {leaked['latent_range']:.1f}× the source's largest; clamped "
+            f"to the source's range they give the background back from {leaked['psnr']:.1f} to "
+            f"{leaked['psnr_clamped']:.1f} dB against the source branch (notebook 06 meets the same effect at large "
+            "weights)."))
     FULL = course.project_dir() / "benchmarks" / "paper" / "tables.json"
     if FULL.exists():
         from vp2p import paper
@@ -366,74 +332,16 @@ else:
     print(course.toy_only("the evaluator's reading of both edits", pipe, VIDEO))
 
 # %% [markdown]
-# ## 5. Three knobs: predict, then measure
+# ## 5. The blend threshold: predict, then measure
 #
-# Three numbers decide how much of the source an edit keeps:
+# The **blend threshold** is how much of a frame's maximum blend score a latent pixel needs to be redrawn.
+# **Predict first:** how much of the frame will the mask cover when the threshold is very low — and very high?
 #
-# * **`cross_replace_steps`** — the fraction of the steps during which the target's cross-attention maps *are* the
-#   source's. The paper uses (paper: 0.4); the official code's editing script (official code: 0.2). vp2p's
-#   `Settings` take the official code's defaults, so that a run matches the released code that one can rerun, and
-#   the toy's settings change only the step counts and learning rates (`vp2p.toy.settings.TOY_CHANGES`), not this
-#   fraction: the value this notebook runs with is printed in the setup cell and below.
-# * **`self_replace_steps`** — the fraction of the steps during which the target's temporal-attention maps are the
-#   source's (the official code's hook reaches temporal attention, not frame attention).
-# * the **blend threshold** — how much of a frame's maximum blend score a latent pixel needs to be redrawn.
-#
-# Each sweep runs the edit once per value, from the same cached tuning and inversion, so it pays only for the edits
-# (the default value reuses the edit of section 1). For each value the evaluator gives a row: **target hit** (does
-# the edit, read as a whole video, show the target prompt?), **frames on target** (in how many frames, read one by
-# one, the object has the target's colour and shape — a video-level vote can hide a frame that lost the object),
-# **drift** (how far, in pixels, the edited object's centre is from the source's, mean over frames), **|size error|**
-# (relative change of its area, mean over frames) and **background PSNR** (outside the source's and the edit's
-# objects).
-#
-# **Predict first.** Before you run the next cells, write down, for each knob: at its smallest value, will the
-# circle stay where the source's was, and will it be blue? As the value grows, will the drift, the size error and
-# the background PSNR rise, fall or stay? For the threshold: how much of the frame will the mask cover when it is
-# very low — and very high? Then run the cells and compare.
-
-# %%
-def measured(edited):
-    """The evaluator's row for an edit of the course clip towards TARGET (toy world only)."""
-    reading = evaluator.read_video(edited)
-    verdict = judge_edit(clip, target_scene, edited, reading=reading)
-    geometry = verdict["geometry"]
-    on_target = sum(all(evaluator.score(frame, target_scene)[k] for k in ("color", "shape")) for frame in reading.frames)
-    return {"target hit": metrics.toy_target_hit(reading, target_scene), "frames on target": on_target,
-            "drift (px)": geometry["mean_drift_px"], "|size error|": geometry["mean_abs_size_error"],
-            "background PSNR (dB)": verdict["background_psnr"]}
-
-
-def knob_sweep(knob, values):
-    """One edit per value of ``knob`` (the setting's own value reuses section 1's edit); a strip of the edits, and
-    on the toy clip the evaluator's rows, printed and returned."""
-    edits = {value: result if value == getattr(settings, knob) else
-             workflow.edit_run(pipe, run, [SOURCE, TARGET], settings, progress=False, blend_words=BLEND,
-                               **{knob: value}) for value in values}
-    fig = viz.video_strip({"input": frames, **{f"{v:g}": e.edited for v, e in edits.items()}},
-                          title=f"'{TARGET}': {knob} swept (default {getattr(settings, knob)})")
-    viz.save(fig, FIGURES / f"04_sweep_{knob}.png", overwrite=True)
-    if not TOY_CLIP:
-        print(course.toy_only(f"the evaluator's rows of the {knob} sweep", pipe, VIDEO))
-        return edits, []
-    rows = [{knob: value, **measured(e.edited)} for value, e in edits.items()]
-    print(" | ".join(rows[0]))
-    for row in rows:
-        print(" | ".join("—" if v is None else f"{v:g}" if isinstance(v, int) else f"{v:.2f}" for v in row.values()))
-    return edits, rows
-
-
-cross_edits, cross_rows = knob_sweep("cross_replace_steps", [0.0, 0.2, 0.4, 0.8])
-
-# %%
-self_edits, self_rows = knob_sweep("self_replace_steps", [0.0, 0.5])
-
-# %% [markdown]
-# **The threshold, on the recorded maps first.** The mask needs no new edit: LocalBlend's mask is a function of the
-# blend words' maps, which the recorded edit of section 2 kept. Below, the blend score of its last step (section 2's
+# The mask needs no new edit: LocalBlend's mask is a function of the blend words' maps, which the recorded edit of
+# section 1 kept. Below, the blend score of its last step (section 2's
 # `score`) thresholded at several values — the share of the frame each would redraw — and a check that the
 # setting's own threshold gives back the mask the edit used. (A live edit per threshold costs an edit each;
-# `knob_sweep("threshold", [0.05, 0.3])` runs them, with the evaluator's rows.)
+# notebook 04b's `knob_sweep("threshold", [0.05, 0.3])` runs them, with the evaluator's rows.)
 
 # %%
 coverage = {t: threshold_blend(score, t)[1] for t in [0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9]}  # target's mask (F, h, w)
@@ -447,31 +355,6 @@ fig = viz.mask_strip(torch.stack([m[0] for m in coverage.values()]),
                      video=np.repeat(recorded.edited[:1], len(coverage), 0),
                      title="frame 0's mask at thresholds " + ", ".join(f"{t:g}" for t in coverage))
 viz.save(fig, FIGURES / "04_threshold_masks.png", overwrite=True)
-
-# %% [markdown]
-# Now compare with your predictions. The rows above are this run's; the sentences below are formatted from them.
-
-# %%
-if TOY_CLIP:
-    def described(rows, knob):
-        first, last = rows[0], rows[-1]
-        drift = ["no object" if row["drift (px)"] is None else f"{row['drift (px)']:.2f} px" for row in (first, last)]
-        worst = min(rows, key=lambda row: row["frames on target"])
-        return (f"`{knob}` from {first[knob]:g} to {last[knob]:g}: target hit {first['target hit']:.0f} → "
-                f"{last['target hit']:.0f}; fewest frames on target {worst['frames on target']} of {len(frames)} "
-                f"(at {worst[knob]:g}); drift {drift[0]} → {drift[1]}, background PSNR "
-                f"{first['background PSNR (dB)']:.1f} → {last['background PSNR (dB)']:.1f} dB")
-    display(Markdown("\n".join(f"* {described(rows, knob)}" for rows, knob in
-                               [(cross_rows, "cross_replace_steps"), (self_rows, "self_replace_steps")])))
-
-# %% [markdown]
-# > **What the toy can't show.** On Stable Diffusion the injection windows trade the target's freedom against the
-# > source's layout: a swap to a differently shaped object ("rabbit" → "cat") needs the target's own maps early, and
-# > a long window pins the new object into the old one's outline. The toy's colour swap changes no outline, so what
-# > `cross_replace_steps` decides here is mostly *where* the object is drawn (drift) and whether every frame keeps it
-# > (frames on target). `self_replace_steps` swaps the temporal-attention maps, which on the toy are close to uniform
-# > (the pixel of section 2 printed their range), so swapping them has little to change. The threshold shows the
-# > same trade on both models: the lower it is, the larger the mask and the more of the target branch is kept.
 
 # %% [markdown]
 # ## Exercises
@@ -554,27 +437,7 @@ yours = exercises.run_both(replacement_mapper=replacement_mapper, blend_mask=ble
 yours.show();
 
 # %% [markdown]
-# ### Break it: couple the guidance
+# (The same break-it on the course's short clip, next to the other break-its: `exercises.breaking.coupled_guidance()`.)
 #
-# Section 4 showed one clip edited without decoupled guidance. Now as an experiment: **predict first** — if the
-# target branch is guided with the source's optimised null embeddings, will the evaluator still read a blue circle?
-# Will the background (outside the blend mask, copied from the source branch) change?
-#
-# Then run it on the short clip: `breaking.coupled_guidance()` makes the same edit with `decoupled=True` and
-# `decoupled=False`.
-
-# %%
-broken = exercises.breaking.coupled_guidance()
-broken.show();
-
-# %% [markdown]
-# **Measure.** One clip is one sample: the toy bench (`vp2p toy-bench`) counts the target hits over many clips.
-
-# %%
-right, wrong = (broken.numbers[name] for name in broken.names)
-for key in ("target hit", "background PSNR", "flicker"):
-    a, b = right[key], wrong[key]
-    print(f"{key:20s} {a if a is not None else float('nan'):10.4g} → {b if b is not None else float('nan'):10.4g}")
-
-# %% [markdown]
-# **Next:** [05 · Refinement](05_refinement.ipynb) — add words instead of swapping them.
+# **Next:** [04b · Knobs](04b_knobs.ipynb) — the image model beside the video model, and the two attention windows
+# swept; then [05 · Refinement](05_refinement.ipynb) — add words instead of swapping them.

@@ -23,6 +23,8 @@ from vp2p.io.storage import write_text
 
 DPI = 60  # inline figures: a 10-inch-wide attention grid is 600 pixels wide
 CELL_TIMEOUT = 1200  # seconds per cell, as the test run's nbmake
+# The course's notebooks: a number, perhaps a letter (04b follows 04), then a name; the studio is not one of them.
+COURSE_GLOB = "[0-9][0-9]*_*.ipynb"
 
 
 def repository_root() -> Path:
@@ -35,7 +37,7 @@ def repository_root() -> Path:
 
 
 def course_notebooks(root: Path) -> list[Path]:
-    return sorted((root / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    return sorted((root / "notebooks").glob(COURSE_GLOB))
 
 
 def build(notebooks=None, figures=None, dpi: int = DPI, timeout: int = CELL_TIMEOUT) -> list[Path]:

@@ -196,10 +196,15 @@ class EditWidget(FigurePanel):
 
     def update(self):
         prompts = [self.run.inversion.prompt, self.controls["target"].value.strip()]
-        self.last_edit = recorded_edit(self.pipe, self.run, prompts, self.settings, record=False, **self.options())
-        self._redraw(viz.video_strip({"input": self.run.inversion.frames, "source branch": self.last_edit.source,
-                                      "edit": self.last_edit.edited}, title=f"→ '{prompts[1]}'"))
-        return self.last_edit
+        return self.draw(recorded_edit(self.pipe, self.run, prompts, self.settings, record=False, **self.options()))
+
+    def draw(self, edit):
+        """Show ``edit`` (an ``EditResult`` of this run made with the controls' values, e.g. a recorded edit that
+        the notebook reads further) as the panel's edit, without editing again; returns it."""
+        self.last_edit = edit
+        self._redraw(viz.video_strip({"input": self.run.inversion.frames, "source branch": edit.source,
+                                      "edit": edit.edited}, title=f"→ '{edit.prompts[1]}'"))
+        return edit
 
 
 class AttentionWidget(FigurePanel):

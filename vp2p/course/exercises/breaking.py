@@ -5,8 +5,10 @@ to predict first, then runs it and reads the numbers.
 * ``frame_keys_from_frame_i`` (notebook 01): frame attention reads each frame's own keys and values — the image
   model's self-attention — instead of frame 0's. Tuned, inverted and edited so.
 * ``tune_keys_and_values`` (notebook 02): tuning trains ``to_k``/``to_v`` of frame and cross-attention too.
-* ``per_frame_null`` (notebook 03): one null-text embedding per frame and step instead of one shared by all frames.
-* ``coupled_guidance`` (notebook 04): the target branch gets the source's optimised null embeddings.
+* ``per_frame_null``: one null-text embedding per frame and step instead of one shared by all frames (notebook 03b
+  makes the same comparison from its own inversions of the whole clip, with ``compared``).
+* ``coupled_guidance``: the target branch gets the source's optimised null embeddings (notebook 04 breaks it on
+  the whole clip).
 
 The correct run's tuning and inversion are cached (``plug.Lab.prepare``), and so are the broken ones that go
 through ``vp2p.workflow``; tuning the keys and values is redone each time (its weights are not the paper's set,
@@ -20,12 +22,18 @@ import torch
 from vp2p.course.exercises.plug import Comparison, lab, measure, use
 
 
-def comparison_of(title: str, names: tuple[str, str], runs: dict, setup) -> Comparison:
-    """A Comparison from ``runs``: name -> (EditResult, target scene, Inversion)."""
-    comparison = Comparison(title, names, about=setup.describe())
-    comparison.videos = {"input": setup.frames, **{name: runs[name][0].edited for name in names}}
-    comparison.numbers = {name: measure(setup.clip, target, result.edited, inversion)
+def compared(title: str, clip, runs: dict, about: str = "", optimised: bool = False) -> Comparison:
+    """A Comparison of two edits of the toy ``clip`` (``world.ToyVideo``) made elsewhere — e.g. from a notebook's
+    own inversions, which spares it a second run on the short clip: ``runs`` name -> (EditResult, target scene,
+    Inversion), the correct one first. ``optimised``: add each inversion's "optimised numbers"."""
+    names = tuple(runs)
+    comparison = Comparison(title, names, about=about)
+    comparison.videos = {"input": clip.frames, **{name: runs[name][0].edited for name in names}}
+    comparison.numbers = {name: measure(clip, target, result.edited, inversion)
                           for name, (result, target, inversion) in runs.items()}
+    if optimised:
+        for name, (_, _, inversion) in runs.items():
+            comparison.numbers[name]["optimised numbers"] = inversion.trainable_count()
     return comparison
 
 
@@ -42,7 +50,8 @@ def frame_keys_from_frame_i() -> Comparison:
     with use(frame_context=own_frame):
         broken = setup.prepare()
         runs["frame i (broken)"] = (*setup.edit(broken), broken.inversion)
-    return comparison_of("keys and values of frame attention from frame 0, and from frame i", tuple(runs), runs, setup)
+    return compared("keys and values of frame attention from frame 0, and from frame i", setup.clip, runs,
+                    about=setup.describe())
 
 
 def coupled_guidance() -> Comparison:
@@ -51,8 +60,8 @@ def coupled_guidance() -> Comparison:
     run = setup.prepare()
     runs = {"decoupled (correct)": (*setup.edit(run), run.inversion),
             "coupled (broken)": (*setup.edit(run, decoupled=False), run.inversion)}
-    return comparison_of("decoupled guidance, and the target guided with the source's null embeddings", tuple(runs),
-                   runs, setup)
+    return compared("decoupled guidance, and the target guided with the source's null embeddings", setup.clip, runs,
+                    about=setup.describe())
 
 
 def per_frame_null() -> Comparison:
@@ -64,10 +73,8 @@ def per_frame_null() -> Comparison:
         settings = setup.settings.replace(method=method)
         run = setup.prepare(settings)
         runs[name] = (*setup.edit(run, settings=settings), run.inversion)
-    comparison = comparison_of("one null embedding shared by the frames, and one per frame", tuple(runs), runs, setup)
-    for name, (_, _, inversion) in runs.items():
-        comparison.numbers[name]["optimised numbers"] = inversion.trainable_count()
-    return comparison
+    return compared("one null embedding shared by the frames, and one per frame", setup.clip, runs,
+                    about=setup.describe(), optimised=True)
 
 
 KEYS_AND_VALUES = ("attn1.to_k", "attn1.to_v", "attn2.to_k", "attn2.to_v")
@@ -103,7 +110,8 @@ def tune_keys_and_values() -> Comparison:
             for name, p in extra.items():
                 p.copy_(kept[name])
         restore_base_weights(pipe.unet)
-    comparison = comparison_of("tuning the queries (the paper), and the keys and values too", tuple(runs), runs, setup)
+    comparison = compared("tuning the queries (the paper), and the keys and values too", setup.clip, runs,
+                          about=setup.describe())
     for name, tuning in tuned.items():
         comparison.numbers[name]["tuned numbers"] = tuning.trained
         comparison.numbers[name]["final tuning loss"] = float(sum(tuning.losses[-5:]) / 5)

@@ -20,9 +20,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from vp2p import seams
+from vp2p.io.storage import cache_key
 
 # The short run every comparison and break-it shares: the course clip with half its frames, the toy settings (fewer
-# steps than 25 DDIM / 50 tuning make edits whose object flickers even when nothing is broken).
+# steps than 25 DDIM / 50 tuning make edits whose object flickers even when nothing is broken), null-text inversion
+# (negative-prompt inversion would spare a third of a re-run, but its edit of this clip flickers: 0.87 against
+# null-text's 0.24 — and a break-it must start from an edit that does not).
 LAB_FRAMES = 4
 LAB_CHANGES: dict = {}
 # Which edit shows each step: Replace (a colour swap) unless the step belongs to Refine or Reweight.
@@ -70,16 +73,25 @@ class Lab:
 
     def edit(self, run, kind: str = "replace", settings=None, **options):
         """One edit of a prepared ``run``: "replace" (red → blue, blended on the circle), "refine" (+ striped) or
-        "reweight" (+ striped, weight 2); returns (EditResult, target scene)."""
+        "reweight" (+ striped, weight 2); returns (edit, target scene): an ``EditResult``, or a ``SavedEdit``
+        (its videos alone) when vp2p's own edit was made before, in this process or saved in ``work_dir``."""
         from vp2p import workflow
 
         prompts, target, options = self.edit_spec(kind, options)
-        key = (run.inversion.key, kind, repr(sorted(options.items())), repr(settings))
-        if seams.replaced() or key not in self.edits:  # a student's step in place: never from (or into) the memo
-            result = workflow.edit_run(self.pipe, run, prompts, settings or self.settings, progress=False, **options)
-            if seams.replaced():
-                return result, target
-            self.edits[key] = result
+        if seams.replaced():  # a student's step in place: never from (or into) the memo
+            return workflow.edit_run(self.pipe, run, prompts, settings or self.settings, progress=False,
+                                     **options), target
+        key = cache_key(inversion=run.inversion.key, kind=kind, options=repr(sorted(options.items())),
+                        settings=repr(settings or self.settings))
+        if key not in self.edits:
+            saved = None if self.work_dir is None else self.work_dir / f"edit-{key}.npz"
+            if saved is not None and saved.exists():
+                self.edits[key] = SavedEdit.load(saved)
+            else:
+                self.edits[key] = workflow.edit_run(self.pipe, run, prompts, settings or self.settings,
+                                                    progress=False, **options)
+                if saved is not None:
+                    SavedEdit.save(saved, self.edits[key].videos)
         return self.edits[key], target
 
     def edit_spec(self, kind: str, options: dict):
@@ -91,6 +103,32 @@ class Lab:
         if kind not in ("refine", "reweight"):
             raise ValueError(f"edit kind {kind!r}: choose 'replace', 'refine' or 'reweight'")
         return [self.scene.caption, target.caption], target, extra
+
+
+@dataclass
+class SavedEdit:
+    """vp2p's own edit of the lab, as saved: the videos of its branches (what the comparisons read). Every
+    notebook compares against the same few edits; saving them spares each notebook that runs after the first a
+    few seconds per edit. The file is named by the key of every input (``Lab.edit``)."""
+
+    videos: np.ndarray  # uint8 (branches, F, H, W, 3)
+
+    @property
+    def edited(self) -> np.ndarray:
+        return self.videos[1]
+
+    @staticmethod
+    def save(path, videos: np.ndarray) -> None:
+        from vp2p.io.storage import atomic_path
+
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as f:  # a file object: np.savez would append .npz to the temporary name
+                np.savez(f, videos=videos)
+
+    @classmethod
+    def load(cls, path) -> "SavedEdit":
+        with np.load(path) as data:
+            return cls(data["videos"])
 
 
 @functools.lru_cache(maxsize=1)

@@ -8,6 +8,7 @@ import json
 import re
 from pathlib import Path
 
+from vp2p.course.build import COURSE_GLOB
 from vp2p.course.exercises.common import BEGIN_SOLUTION, END_SOLUTION
 from vp2p.course.exercises.registry import EXERCISES
 
@@ -48,7 +49,7 @@ TEACHER_NOTE = re.compile(r"\(The notebook in the repository holds (?:a solution
 STUDENT_NOTE = ("(Each exercise cell below stops at `raise NotImplementedError(...)` with a hint: replace that line\n"
                 "with your code, then run the cell after it, which checks your function against vp2p's own and "
                 "says\nwhat is wrong.)")
-BADGE = re.compile(r"(colab\.research\.google\.com/github/[^)\s]+/notebooks/)(\d\d_[\w-]+\.ipynb)")
+BADGE = re.compile(r"(colab\.research\.google\.com/github/[^)\s]+/notebooks/)(\d\d[a-z]?_[\w-]+\.ipynb)")
 
 
 def student_markdown(source: str) -> str:
@@ -93,7 +94,7 @@ def export_student(folder, notebooks=None, overwrite: bool = False) -> list[Path
     when jupytext is installed. Refuses a non-empty ``folder`` unless ``overwrite``, and never writes into the
     teacher notebooks' folder."""
     source = Path(notebooks) if notebooks is not None else teacher_notebooks_dir()
-    paths = sorted(source.glob("[0-9][0-9]_*.ipynb"))
+    paths = sorted(source.glob(COURSE_GLOB))
     if not paths:
         raise FileNotFoundError(f"no course notebooks (NN_name.ipynb) in {source}; run from a clone of the vp2p "
                                 "repository or pass the notebooks folder")
