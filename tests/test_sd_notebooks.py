@@ -26,10 +26,22 @@ pytestmark = pytest.mark.sd_notebooks
 
 @pytest.fixture(scope="module")
 def sd_environment(sd15_tiny_dir, tmp_path_factory):
-    """The kernels' environment: the tiny SD folder, tiny settings, a fresh output folder, this checkout's vp2p."""
+    """The kernels' environment: the tiny SD folder, tiny settings, a fresh output folder, this checkout's vp2p.
+
+    One thing is shared with the toy runs of the same notebooks (nbmake, the user's cache): the short toy clip of
+    the comparisons and break-its (``vp2p.course.exercises.plug.Lab``), which runs on the toy model whatever
+    MODEL is — so the SD run reads what the toy run tuned, inverted and edited, or the other way round (its files
+    are named by the key of every input, written atomically), instead of doing it all twice."""
+    from vp2p.course.clip import runs_dir
+
     root = Path(__file__).parent.parent
+    output = tmp_path_factory.mktemp("sd_course")
+    shared_lab = runs_dir() / "exercises"  # where the toy runs keep the short clip
+    shared_lab.mkdir(parents=True, exist_ok=True)
+    (output / "runs").mkdir()
+    (output / "runs" / "exercises").symlink_to(shared_lab, target_is_directory=True)
     env = {"VP2P_MODEL": str(sd15_tiny_dir), "VP2P_SETTINGS": "tiny",
-           "VP2P_COURSE_OUTPUT": str(tmp_path_factory.mktemp("sd_course")),
+           "VP2P_COURSE_OUTPUT": str(output),
            "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
@@ -51,8 +63,8 @@ def outputs(nb) -> str:
     return "\n".join(text)
 
 
-# Notebook 07 runs the paper's eleven rows: 7.5 min on this project's shared 2-core VM even at tiny sizes, over the
-# CI budget; it runs when VP2P_TEST_SD_PAPER=1.
+# Notebook 07 runs paper rows (Table 1's six since 2026-12-07; all eleven took 7.5 min on this project's shared
+# 2-core VM even at tiny sizes), over the CI budget; it runs when VP2P_TEST_SD_PAPER=1.
 PAPER_OPT_IN = pytest.mark.skipif(os.environ.get("VP2P_TEST_SD_PAPER") != "1",
                                   reason="notebook 07 on SD takes minutes: set VP2P_TEST_SD_PAPER=1")
 
