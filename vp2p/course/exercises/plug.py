@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from vp2p import seams
-from vp2p.io.storage import cache_key
+from vp2p.io.storage import atomic_path, cache_key
 
 # The short run every comparison and break-it shares: the course clip with half its frames, the toy settings (fewer
 # steps than 25 DDIM / 50 tuning make edits whose object flickers even when nothing is broken), null-text inversion
@@ -78,18 +78,17 @@ class Lab:
         from vp2p import workflow
 
         prompts, target, options = self.edit_spec(kind, options)
+        settings = settings or self.settings
         if seams.replaced():  # a student's step in place: never from (or into) the memo
-            return workflow.edit_run(self.pipe, run, prompts, settings or self.settings, progress=False,
-                                     **options), target
+            return workflow.edit_run(self.pipe, run, prompts, settings, progress=False, **options), target
         key = cache_key(inversion=run.inversion.key, kind=kind, options=repr(sorted(options.items())),
-                        settings=repr(settings or self.settings))
+                        settings=repr(settings))
         if key not in self.edits:
             saved = None if self.work_dir is None else self.work_dir / f"edit-{key}.npz"
             if saved is not None and saved.exists():
                 self.edits[key] = SavedEdit.load(saved)
             else:
-                self.edits[key] = workflow.edit_run(self.pipe, run, prompts, settings or self.settings,
-                                                    progress=False, **options)
+                self.edits[key] = workflow.edit_run(self.pipe, run, prompts, settings, progress=False, **options)
                 if saved is not None:
                     SavedEdit.save(saved, self.edits[key].videos)
         return self.edits[key], target
@@ -119,8 +118,6 @@ class SavedEdit:
 
     @staticmethod
     def save(path, videos: np.ndarray) -> None:
-        from vp2p.io.storage import atomic_path
-
         with atomic_path(path) as tmp:
             with open(tmp, "wb") as f:  # a file object: np.savez would append .npz to the temporary name
                 np.savez(f, videos=videos)
