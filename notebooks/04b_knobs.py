@@ -161,8 +161,11 @@ else:
 # * **`self_replace_steps`** — the fraction of the steps during which the target's temporal-attention maps are the
 #   source's (the official code's hook reaches temporal attention, not frame attention).
 #
-# Each sweep runs the edit once per value, from the same cached tuning and inversion, so it pays only for the edits
-# (the default value reuses the edit above). For each value the evaluator gives a row: **target hit** (does
+# Each sweep edits from the same cached tuning and inversion, so it pays only for the edits: the default value
+# reuses the edit above, and the other values share one batch (`workflow.edit_sweep`: the source branch is
+# denoised once, each value gets a target branch of its own, and each value's edit is what an edit of it alone
+# gives — `tests/test_sweep.py`; a `self_replace_steps` value needs a batch of its own: one controller has one
+# self-attention window for all its targets). For each value the evaluator gives a row: **target hit** (does
 # the edit, read as a whole video, show the target prompt?), **frames on target** (in how many frames, read one by
 # one, the object has the target's colour and shape — a video-level vote can hide a frame that lost the object),
 # **drift** (how far, in pixels, the edited object's centre is from the source's, mean over frames), **|size error|**
@@ -186,11 +189,13 @@ def measured(edited):
 
 
 def knob_sweep(knob, values):
-    """One edit per value of ``knob`` (the setting's own value reuses the default edit); a strip of the edits, and
-    on the toy clip the evaluator's rows, printed and returned."""
-    edits = {value: result if value == getattr(settings, knob) else
-             workflow.edit_run(pipe, run, [SOURCE, TARGET], settings, progress=False, blend_words=BLEND,
-                               **{knob: value}) for value in values}
+    """The edit at each value of ``knob`` (the setting's own value reuses the default edit, the others share one
+    batch); a strip of the edits, and on the toy clip the evaluator's rows, printed and returned."""
+    default = getattr(settings, knob)
+    others = [value for value in values if value != default]
+    swept = dict(zip(others, workflow.edit_sweep(pipe, run, [SOURCE, TARGET], settings, knob, others,
+                                                 progress=False, blend_words=BLEND)))
+    edits = {value: result if value == default else swept[value] for value in values}
     fig = viz.video_strip({"input": frames, **{f"{v:g}": e.edited for v, e in edits.items()}},
                           title=f"'{TARGET}': {knob} swept (default {getattr(settings, knob)})")
     viz.save(fig, FIGURES / f"04b_sweep_{knob}.png", overwrite=True)

@@ -85,8 +85,9 @@ print(f"cross_replace_steps: {WINDOWS} (the source maps for {WINDOWS['default_']
 # %% [markdown]
 # ## 1. A sweep of weights, side by side
 #
-# The panel keeps every edit it computed, so the sweep below and the slider share them: `panel.sweep(WEIGHTS)` runs
-# one edit per weight.
+# The panel keeps every edit it computed, so the sweep below and the slider share them: `panel.sweep(WEIGHTS)` edits
+# the weights it has not computed yet in one batch (`workflow.edit_sweep`: the source branch denoised once, a target
+# branch per weight — each weight's edit is what an edit of it alone gives, `tests/test_sweep.py`).
 
 # %%
 panel = widgets.WeightWidget(pipe, run, settings, TARGET, WORD, weight=1.0, is_word_swap=False, blend_words=BLEND,

@@ -2,6 +2,7 @@
 4 frames, the toy settings): each broken piece moves the numbers the notebooks say it moves, with margins around
 what was measured (numbers in the comments: CPU, torch 2.13, toy model as shipped)."""
 
+import numpy as np
 import pytest
 
 from vp2p import seams
@@ -32,7 +33,7 @@ def test_run_both_with_vp2p_own_functions_gives_the_same_edit(lab):
     edit = plug.run_both(blend_mask=seams.default("blend_mask"))
     assert edit.max_pixel_difference == 0 and edit.numbers["vp2p"] == edit.numbers["yours"]
     tuned = plug.run_both(training_target=seams.default("training_target"))
-    assert "tuned and inverted with yours" in tuned.title and tuned.max_pixel_difference == 0
+    assert "tuned (and inverted again on its weights) with yours" in tuned.title and tuned.max_pixel_difference == 0
     assert len(list(lab.work_dir.glob("tuned-*"))) == 2  # vp2p's and the student's, never shared
 
 
@@ -69,3 +70,14 @@ def test_tuning_keys_and_values_tunes_more_and_is_undone(lab):
     assert wrong["background PSNR"] < right["background PSNR"] - 4  # measured 31.1 → 22.9 dB: and edits it worse
     after = dict(lab.pipe.unet.named_parameters())
     assert before and all((after[n] == p).all() for n, p in before.items())  # the model's keys and values again
+
+
+def test_the_title_names_the_stages_run_again_and_the_table_keeps_long_names_apart():
+    assert plug.rerun_stages({"invert"}) == "inverted (on the cached tuning)"
+    assert plug.rerun_stages({"tune", "invert"}) == "tuned and inverted"
+    names = ("a null embedding shared", "one per frame (broken)")
+    comparison = plug.Comparison("t", names, numbers={n: {"flicker": 0.25} for n in names},
+                                 videos={n: np.zeros((1, 2, 2, 3), np.uint8) for n in names})
+    header, row = comparison.table().splitlines()[:2]
+    assert all(f" {name}" in header for name in names)  # at least one space before each name
+    assert row.split() == ["flicker", "0.25", "0.25"]

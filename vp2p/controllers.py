@@ -341,3 +341,54 @@ class AttentionEdit(AttentionStore):
 
     def step_callback(self, latents: torch.Tensor) -> torch.Tensor:
         return latents if self.local_blend is None else self.local_blend(latents, self, self.blend_height)
+
+
+# -- several edits of one source in one batch (a sweep of a knob): each target keeps its own controller's edit
+
+@dataclass(eq=False)
+class Stacked:
+    """Several rules side by side: rule k makes the maps of its own ``sizes[k]`` targets, in order."""
+
+    rules: list
+    sizes: list[int]
+
+    def __call__(self, source, targets):
+        parts = torch.split(targets, self.sizes)
+        return torch.cat([rule(source, part) for rule, part in zip(self.rules, parts)])
+
+
+def shared_settings(edit: AttentionEdit) -> tuple:
+    """What every target of a batch shares, so what edits must agree on to be stacked (``stack_edits``): the
+    self-attention window and kind, the blend's threshold, start and resolution, and the recorded maps' options.
+    (The rule, the cross-attention window and the blend words are per target.)"""
+    blend = edit.local_blend
+    blend_settings = None if blend is None else (blend.threshold, blend.start, blend.resolution)
+    requested = None if edit.requested is None else tuple(edit.requested)
+    return (edit.self_window, edit.self_attention, blend_settings, requested, edit.places, edit.keep_steps)
+
+
+def stack_edits(edits: list[AttentionEdit]) -> AttentionEdit:
+    """One controller that makes every edit of ``edits`` (controllers of the same source prompt and steps) in one
+    batch: its targets are theirs, in order, each edited as its own controller would edit it. The source branch
+    is denoised once instead of once per edit. They must share ``shared_settings``."""
+    first = edits[0]
+    for other in edits[1:]:
+        if shared_settings(other) != shared_settings(first):
+            raise ValueError(f"these edits cannot share a batch: they differ in what a batch shares "
+                             f"(self-attention window and kind, blend threshold/start/resolution, recorded maps): "
+                             f"{shared_settings(first)} vs {shared_settings(other)}; edit them separately")
+    if len({e.cross_alpha.shape[0] for e in edits}) > 1:
+        raise ValueError("these edits were made for different numbers of steps; make them with the same num_steps")
+    blend = None
+    if first.local_blend is not None:
+        source_words = first.local_blend.token_indices[0]
+        target_words = [words for e in edits for words in e.local_blend.token_indices[1:]]
+        blend = LocalBlend([source_words] + target_words, first.local_blend.max_len, first.local_blend.threshold,
+                           first.local_blend.start, first.local_blend.resolution)
+    num_tokens = None if any(e.num_tokens is None for e in edits) else max(e.num_tokens for e in edits)
+    stacked = AttentionEdit(Stacked([e.target_maps for e in edits], [e.cross_alpha.shape[1] for e in edits]),
+                            torch.cat([e.cross_alpha for e in edits], dim=1), self_attention=first.self_attention,
+                            local_blend=blend, resolutions=first.requested, places=first.places,
+                            num_tokens=num_tokens, keep_steps=first.keep_steps)
+    stacked.self_window = first.self_window  # already in steps (a fraction would be rounded again)
+    return stacked

@@ -132,6 +132,7 @@ class EditResult:
     controller: AttentionStore
     decoupled: bool
     seconds: float
+    branches: tuple[int, ...] | None = None  # the controller's branches that are this edit's (None: all)
 
     @property
     def source(self) -> np.ndarray:
@@ -143,13 +144,29 @@ class EditResult:
 
     def maps(self, resolution=None, step=None) -> torch.Tensor:
         """Per-frame cross-attention maps (branches, F, h, w, tokens), see ``AttentionStore.maps``."""
-        return self.controller.maps(resolution, step)
+        maps = self.controller.maps(resolution, step)
+        return maps if self.branches is None else maps[list(self.branches)]
 
     @property
     def blend_masks(self) -> torch.Tensor | None:
         """bool (blend steps, branches, F, h_latent, w_latent), or None without LocalBlend."""
         blend = getattr(self.controller, "local_blend", None)
-        return torch.stack(blend.masks) if blend is not None and blend.masks else None
+        if blend is None or not blend.masks:
+            return None
+        masks = torch.stack(blend.masks)
+        return masks if self.branches is None else masks[:, list(self.branches)]
+
+    def target(self, index: int) -> "EditResult":
+        """The source branch and target ``index`` (1, 2, …) as an edit of their own: what an edit of [source,
+        that target] alone gives (``vp2p.workflow.edit_sweep`` splits its batch so). The controller stays the
+        batch's; ``maps`` and ``blend_masks`` read its two branches."""
+        if not 1 <= index < len(self.prompts):
+            raise ValueError(f"target {index}: this edit has targets 1 to {len(self.prompts) - 1}")
+        frames = self.videos.shape[1]
+        rows = torch.cat([self.latents[:frames], self.latents[index * frames:(index + 1) * frames]])
+        inner = self.branches or tuple(range(len(self.prompts)))
+        return EditResult([self.prompts[0], self.prompts[index]], self.videos[[0, index]], rows, self.controller,
+                          self.decoupled, self.seconds, (inner[0], inner[index]))
 
     def save(self, folder, fps: float = 8.0, overwrite: bool = False) -> dict:
         from vp2p.io.video import write_videos

@@ -229,6 +229,39 @@ def edit_run(pipe, run: Run, prompts, settings: Settings, progress=True, decoupl
     return result
 
 
+def edit_sweep(pipe, run: Run, prompts, settings: Settings, knob: str, values, progress=True,
+               **controller_options) -> list[EditResult]:
+    """The edit of ``prompts`` ([source, target]) once per value of the controller option ``knob`` (e.g.
+    ``cross_replace_steps``, ``eq_params``), in as few batches as the values allow: values whose controllers
+    differ only per target (the cross-attention window, the rule, the weights) share one batch and its source
+    branch (``vp2p.controllers.stack_edits``); values with another self-attention window or blend setting get
+    batches of their own. Each value's edit is the one ``edit_run`` makes, up to float rounding
+    (tests/test_sweep.py). Returns one EditResult per value, in order (each also appended to ``run.edits``)."""
+    from vp2p.controllers import shared_settings, stack_edits
+
+    prompts = check_prompts(prompts)
+    if len(prompts) != 2:
+        raise ValueError(f"edit_sweep edits one target per value: give [source, target], not {len(prompts)} prompts")
+    values = list(values)
+    controllers = [make_controller(pipe, prompts, run.inversion.num_steps,
+                                   **checked_options(pipe, prompts, settings, {**controller_options, knob: value}))
+                   for value in values]
+    batches: dict[tuple, list[int]] = {}  # what a batch shares -> the values (their indices) it edits
+    for i, controller in enumerate(controllers):
+        batches.setdefault(shared_settings(controller), []).append(i)
+    results: list[EditResult | None] = [None] * len(values)
+    for members in batches.values():
+        start = time.perf_counter()
+        batch = edit(pipe, run.inversion, prompts[:1] + prompts[1:] * len(members),
+                     controller=stack_edits([controllers[i] for i in members]),
+                     guidance_scale=settings.guidance_scale, progress=progress)
+        run.seconds["edit"] = run.seconds.get("edit", 0.0) + time.perf_counter() - start
+        for k, i in enumerate(members, 1):
+            results[i] = batch.target(k)
+    run.edits.extend(results)
+    return results
+
+
 def video_p2p(pipe, frames, source: str, targets, settings: Settings | None = None, work_dir=None, progress=True,
               **controller_options) -> Run:
     """Tune on ``frames``, invert with ``source`` and edit towards ``targets`` (a prompt or a list)."""

@@ -35,7 +35,7 @@ import numpy as np
 from vp2p.inspect import readings, viz
 from vp2p.editing import parse_weights  # noqa: F401  (part of the panels' API)
 from vp2p.inspect.recorder import AttentionRecorder, recorded_edit
-from vp2p.workflow import Run, Settings, edit_run
+from vp2p.workflow import Run, Settings, edit_run, edit_sweep
 
 
 def _wide() -> dict:
@@ -519,8 +519,13 @@ class WeightWidget(FigurePanel):
         return self.edits[weight]
 
     def sweep(self, weights) -> dict[float, object]:
-        """The edits at several weights (computed once each)."""
-        return {float(w): self.edit_at(w) for w in weights}
+        """The edits at several weights: those not computed yet in one batch (``workflow.edit_sweep``)."""
+        missing = sorted({float(w) for w in weights} - set(self.edits))
+        if missing:
+            swept = edit_sweep(self.pipe, self.run, [self.run.inversion.prompt, self.target], self.settings,
+                               "eq_params", [{self.word: w} for w in missing], progress=False, **self.options)
+            self.edits.update(zip(missing, swept))
+        return {float(w): self.edits[float(w)] for w in weights}
 
     @property
     def last_edit(self):

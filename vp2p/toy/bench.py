@@ -171,7 +171,7 @@ def pipeline_metrics(model: str = "toy", count: int = 20, settings=None, seed: i
                      device="cpu") -> dict:
     """Tune, invert and edit ``count`` held-out videos (each on a freshly loaded model); aggregate the verdicts."""
     from vp2p.io.loading import load_pipeline
-    from vp2p.workflow import edit_run, prepare, settings_for
+    from vp2p.workflow import edit_run, edit_sweep, prepare, settings_for
 
     rows = []
     for i in tqdm(range(count), desc="videos", disable=not progress):
@@ -195,13 +195,15 @@ def pipeline_metrics(model: str = "toy", count: int = 20, settings=None, seed: i
             row[f"swap_{kind}_geometry"] = verdict["geometry"]
         refined = scene.replace(attribute=str(rng.choice(world.ATTRIBUTES)))
         strengths, broken = [], []
-        for weight in REWEIGHTS + (OVERDRIVE,):
-            # Refine injects the source maps for 80% of the steps; the reweighted word keeps its weight through all
-            # of them (a per-word window), else the last steps, where the toy model draws fine patterns, undo it.
-            result = edit_run(pipe, run, [video.caption, refined.caption], s, progress=False, is_word_swap=False,
-                              blend_words=[scene.shape, scene.shape],
-                              cross_replace_steps={"default_": 0.8, refined.attribute: 1.0},
-                              eq_params={refined.attribute: weight})
+        weights = REWEIGHTS + (OVERDRIVE,)
+        # Refine injects the source maps for 80% of the steps; the reweighted word keeps its weight through all of
+        # them (a per-word window), else the last steps, where the toy model draws fine patterns, undo it. The
+        # weights share one batch (edit_sweep: each weight's edit is the one an edit of it alone makes).
+        sweep = edit_sweep(pipe, run, [video.caption, refined.caption], s, "eq_params",
+                           [{refined.attribute: w} for w in weights], progress=False, is_word_swap=False,
+                           blend_words=[scene.shape, scene.shape],
+                           cross_replace_steps={"default_": 0.8, refined.attribute: 1.0})
+        for weight, result in zip(weights, sweep):
             verdict = judge_edit(video, refined, result.edited)
             strengths.append(verdict["attribute_strength"])
             broken.append(broken_edit(verdict))

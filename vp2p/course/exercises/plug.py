@@ -172,10 +172,11 @@ class Comparison:
 
     def table(self) -> str:
         first, second = self.names
-        rows = [f"{'':22s}{first:>12s}{second:>12s}"]
+        width = max(12, *(len(name) + 2 for name in self.names))  # a long run name keeps its columns apart
+        rows = [f"{'':22s}{first:>{width}s}{second:>{width}s}"]
         for key in self.numbers[first]:
             a, b = self.numbers[first][key], self.numbers[second].get(key)
-            rows.append(f"{key:22s}{fmt(a):>12s}{fmt(b):>12s}")
+            rows.append(f"{key:22s}{fmt(a):>{width}s}{fmt(b):>{width}s}")
         rows.append(f"largest pixel difference between the two edits: {self.max_pixel_difference} of 255")
         return "\n".join(rows)
 
@@ -198,6 +199,15 @@ def fmt(value) -> str:
     return f"{value:.3g}" if abs(value) < 1000 else f"{value:,.0f}"
 
 
+def rerun_stages(stages: set[str]) -> str:
+    """What ``run_both`` ran again under the student's steps, in words: a replaced tuning step changes the weights,
+    so the inversion reruns too (with vp2p's inversion steps); a replaced inversion step reruns the inversion on
+    the cached tuning."""
+    if "tune" in stages and "invert" in stages:
+        return "tuned and inverted"
+    return "tuned (and inverted again on its weights)" if "tune" in stages else "inverted (on the cached tuning)"
+
+
 def run_both(rerun: bool = True, **steps) -> Comparison:
     """The short edit with vp2p's steps and with ``steps`` in their place (``use``), side by side, measured.
 
@@ -214,7 +224,7 @@ def run_both(rerun: bool = True, **steps) -> Comparison:
         theirs_run = setup.prepare() if stages and rerun else run
         theirs, _ = setup.edit(theirs_run, kind)
     names = ", ".join(steps)
-    how = "" if theirs_run is run else " (tuned and inverted with yours too)"
+    how = "" if theirs_run is run else f" ({rerun_stages(stages)} with yours too)"
     comparison = Comparison(f"the {kind} edit with vp2p's {names} and with yours{how}", ("vp2p", "yours"))
     comparison.about = setup.describe()
     comparison.videos = {"input": setup.frames, "vp2p": ours.edited, "yours": theirs.edited}
