@@ -141,7 +141,11 @@ if course.is_toy(pipe) and VIDEO is None:
         + (f" Over {len(bench['videos'])} held-out videos `vp2p toy-bench` measures "
            + ", ".join(f"{s:.2f}" for s in bench["reweight_strengths"]) + " at weights "
            + ", ".join(f"{w:g}" for w in bench["reweight_weights"])
-           + f", and {bench['reweight_overdrive']['strength']:.2f} at {bench['reweight_overdrive']['weight']:g}."
+           + f", and {bench['reweight_overdrive']['strength']:.2f} at {bench['reweight_overdrive']['weight']:g}"
+           + (f"; in {len(bench['reweight_broken_videos'])} of them some weight's edit is broken (no object found, or "
+              f"the background collapsed) and the sweep is not scored, and the strength rises at every weight in "
+              f"{bench['reweight_monotonic_share']:.0%} of the {bench['reweight_scored_videos']} scored."
+              if "reweight_broken_videos" in bench else ".")
            if bench else "")))
 else:
     print(course.toy_only("the measured attribute strength", pipe, VIDEO))
