@@ -306,8 +306,9 @@ def test_studio_in_a_browser_edits_red_to_blue(tmp_path):
         # a class's first mistake: a blend word that is not in the target prompt
         type_into(".vp2p-target", "target prompt", BLUE)
         type_into(".vp2p-blend-target", "blend (target)", "square")
+        typed = status_line()  # "blend (target): 'square' — press Edit": it names the word too, so wait for a new line
         driver.find_element(By.CSS_SELECTOR, "button.vp2p-edit").click()
-        wait.until(lambda d: "square" in status_line())
+        wait.until(lambda d: status_line() != typed and "square" in status_line())
         mistake = status_line()
         type_into(".vp2p-blend-target", "blend (target)", "circle")
         driver.find_element(By.CSS_SELECTOR, "button.vp2p-edit").click()
