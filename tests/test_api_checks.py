@@ -187,6 +187,10 @@ def test_the_warning_threshold_and_the_models_it_applies_to(toy, pipe):
     assert reconstruction_warning(toy, fake(checks.LOW_RECONSTRUCTION_DB)) == ""
     assert reconstruction_warning(toy, fake(29.0)) == ""
     assert reconstruction_warning(pipe, fake(13.5)) == ""  # another model: its own world is not the toy's
+    guided_ddim = SimpleNamespace(frame_psnr=np.array([13.5]), method="ddim", guidance_scale=7.5)
+    assert reconstruction_warning(toy, guided_ddim) == ""  # DDIM under guidance drifts on any clip: no verdict
+    guided_ddim.guidance_scale = 1.0
+    assert reconstruction_warning(toy, guided_ddim).startswith("the toy model reconstructs this clip at 13.5 dB")
 
 
 def test_frames_of_another_size_than_the_toys_are_warned_about(toy, monkeypatch):
