@@ -181,7 +181,7 @@ def test_a_clip_the_toy_cannot_draw_is_warned_about(toy):
 
 def test_the_warning_threshold_and_the_models_it_applies_to(toy, pipe):
     def fake(db):
-        return SimpleNamespace(frame_psnr=np.array([db, db]))
+        return SimpleNamespace(frame_psnr=np.array([db, db]), method="null-text", guidance_scale=7.5)
 
     assert reconstruction_warning(toy, fake(13.5)).startswith("the toy model reconstructs this clip at 13.5 dB")
     assert reconstruction_warning(toy, fake(checks.LOW_RECONSTRUCTION_DB)) == ""

@@ -295,7 +295,7 @@ def reconstruction_warning(pipe, inversion: Inversion) -> str:
 
     if inversion.frame_psnr is None or not is_toy(pipe):
         return ""
-    if getattr(inversion, "method", None) == "ddim" and getattr(inversion, "guidance_scale", 1.0) > 1:
+    if inversion.method == "ddim" and inversion.guidance_scale > 1:
         # plain DDIM inversion sampled back under guidance drifts on any clip (the toy's own: ~21 dB, the paper's
         # Table 2), so a low reconstruction says nothing about the clip
         return ""

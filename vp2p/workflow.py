@@ -221,11 +221,18 @@ def edit_run(pipe, run: Run, prompts, settings: Settings, progress=True, decoupl
     ``decoupled=False``: the paper's ablation without decoupled guidance (see ``vp2p.edit``)."""
     options = checked_options(pipe, prompts, settings, controller_options)
     controller = make_controller(pipe, prompts, run.inversion.num_steps, **options)
+    result = timed_edit(pipe, run, prompts, controller, settings, progress, decoupled)
+    run.edits.append(result)
+    return result
+
+
+def timed_edit(pipe, run: Run, prompts, controller, settings: Settings, progress=True,
+               decoupled: bool = True) -> EditResult:
+    """``vp2p.edit`` of the run's inversion with ``controller``, its time added to ``run.seconds["edit"]``."""
     start = time.perf_counter()
     result = edit(pipe, run.inversion, prompts, controller=controller, guidance_scale=settings.guidance_scale,
                   decoupled=decoupled, progress=progress)
     run.seconds["edit"] = run.seconds.get("edit", 0.0) + time.perf_counter() - start
-    run.edits.append(result)
     return result
 
 
@@ -251,11 +258,8 @@ def edit_sweep(pipe, run: Run, prompts, settings: Settings, knob: str, values, p
         batches.setdefault(shared_settings(controller), []).append(i)
     results: list[EditResult | None] = [None] * len(values)
     for members in batches.values():
-        start = time.perf_counter()
-        batch = edit(pipe, run.inversion, prompts[:1] + prompts[1:] * len(members),
-                     controller=stack_edits([controllers[i] for i in members]),
-                     guidance_scale=settings.guidance_scale, progress=progress)
-        run.seconds["edit"] = run.seconds.get("edit", 0.0) + time.perf_counter() - start
+        batch = timed_edit(pipe, run, prompts[:1] + prompts[1:] * len(members),
+                           stack_edits([controllers[i] for i in members]), settings, progress)
         for k, i in enumerate(members, 1):
             results[i] = batch.target(k)
     run.edits.extend(results)
