@@ -421,7 +421,8 @@ def toy_object_temporal(video) -> float:
     keeps its shape and size from frame to frame; a frame without object counts 0).
 
     Centroids are aligned so that the object's motion is not counted as inconsistency; jumps in position are
-    measured against the source by ``evaluator.object_geometry``.
+    measured against the target scene's render by ``evaluator.object_geometry``
+    (``toy.bench.judge_edit``).
     """
     masks = _read(video).masks
     if len(masks) < 2:

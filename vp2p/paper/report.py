@@ -144,15 +144,21 @@ def table1_markdown(tables: dict, clip_table: bool = True) -> str:
     each paper metric beside its toy counterpart. ``clip_table=False``: the toy counterparts only (a notebook that
     shows several runs without CLIP weights prints the table of "—" once, not once per run)."""
     paper_label = {c.key: c for c in PAPER_COLUMNS}
-    toy_header, cells = ["method"], []
+    # The paper's column goes before its first counterpart only (OSV has two: attribute agreement and flicker).
+    first_of_paper = {}
     for column in TOY_COLUMNS:
         if column.paper:
+            first_of_paper.setdefault(column.paper, column.key)
+    beside = set(first_of_paper.values())
+    toy_header, cells = ["method"], []
+    for column in TOY_COLUMNS:
+        if column.key in beside:
             toy_header.append(f"paper {paper_label[column.paper].label}")
         toy_header.append(f"{column.label} {'↑' if column.higher_is_better else '↓'}")
     for name, entry in tables["table1"].items():
         row = [name]
         for column in TOY_COLUMNS:
-            if column.paper:
+            if column.key in beside:
                 row.append(_cell((entry["paper"] or {}).get(column.paper), paper_label[column.paper].fmt))
             row.append(_cell(entry.get(column.key), column.fmt))
         cells.append(row)
@@ -214,7 +220,8 @@ def markdown(tables: dict) -> str:
         "CLIP score; background PSNR outside the source and edited objects for masked PSNR; attribute agreement "
         "(share of frames whose color and shape agree with the clip's majority; higher is better, unlike OSV) for "
         "OSV; object temporal (IoU of the object's shape from frame to frame) for Temp. Drift and size error: how "
-        "far the edited object moved from the source's and how its area changed (`evaluator.object_geometry`).",
+        "far the edited object lies from the target scene as the world renders it (same path, radius and look; a shape "
+        "swap changes the outline) and how its area differs (`evaluator.object_geometry`).",
         "## Table 2 — reconstruction", table2_markdown(tables),
         "## The paper's claims", bars_markdown(tables["bars"]),
         "## Orderings: the paper's six methods, pair by pair", orderings_markdown(orderings(tables)),

@@ -171,7 +171,7 @@ TOY_COLUMNS = (
     # how much the caption-free look (shade, stripe angle, dot layout, rotation) changes across frames
     Column("appearance_flicker", "appearance flicker", False, "osv"),
     Column("drift_px", "drift (px)", False, None, "{:.2f}"),
-    Column("size_error", "size error", False, None),  # mean |edited area / source area - 1|
+    Column("size_error", "size error", False, None),  # mean |edited area / target area - 1|
 )
 # Table 1's own metrics: need CLIP weights (and LPIPS weights), computed only when given.
 CLIP_COLUMNS = (

@@ -151,16 +151,28 @@ def frame_attention_in_mask(pipe, count: int = 10, seed: int = 0) -> float:
 
 def judge_edit(source: world.ToyVideo, target: world.Scene, edited: np.ndarray, reading=None) -> dict:
     """Evaluator's verdict on an edited video: fields read, whether each matches ``target``, background PSNR, and
-    ``geometry``: how far the edited object drifted from the source's and how its size changed (px, per frame and
-    summarised; None where the edit has no object), since a right color in the wrong place is not a clean edit.
-    ``reading``: ``evaluator.read_video(edited)`` when the caller has it already (it is read otherwise)."""
+    ``geometry``: how far the edited object lies from where it should be and how its size differs (px, per frame
+    and summarised; None where the edit has no object), since a right color in the wrong place is not a clean edit.
+    ``reading``: ``evaluator.read_video(edited)`` when the caller has it already (it is read otherwise).
+
+    Where it should be is the target scene as the world renders it (``target_masks``): the same path, radius and
+    look with the new words. For a color swap or a pattern that is the source's outline; for a shape swap it is
+    not — a triangle of the same radius has 61 % of a circle's area and its centroid sits higher — so measuring a
+    shape swap against the source would charge a perfect edit with ~0.3 of size error."""
     reading = evaluator.read_video(edited) if reading is None else reading
     hits = evaluator.score(reading, target)
     masks = evaluator.union_masks(source.masks, reading.masks)
     return {"hits": hits, "attribute_strength": reading.attribute_strength,
             "background_psnr": evaluator.background_psnr(source.frames, edited, masks),
             "read": {k: getattr(reading, k) for k in evaluator.FIELDS},
-            "geometry": evaluator.object_geometry(source.masks, reading.masks).as_dict()}
+            "geometry": evaluator.object_geometry(target_masks(source, target), reading.masks).as_dict()}
+
+
+def target_masks(source: world.ToyVideo, target: world.Scene) -> np.ndarray:
+    """The object masks (F, H, W) of ``target`` rendered on ``source``'s frames: the ground truth of an edit."""
+    if target == source.scene:
+        return source.masks
+    return world.render(target, num_frames=len(source.masks), size=source.masks.shape[1]).masks
 
 
 def other(values, current, rng) -> str:

@@ -776,11 +776,13 @@ class ObjectGeometry:
 
 
 def object_geometry(source_masks: np.ndarray, edited_masks: np.ndarray) -> ObjectGeometry:
-    """Position and size error of the edited object against the source's, from bool masks (F, H, W).
+    """Position and size error of the edited object against where it should be, from bool masks (F, H, W).
 
-    ``source_masks`` are the source video's ground truth (``world.render(scene).masks``), ``edited_masks`` what the
-    evaluator segments in the edit (``read_video(edited).masks``). Jumps compare the edit's frame-to-frame motion
-    with the source's, so an object that moves as the source's did has jumps of 0 however far it drifted.
+    ``source_masks`` are the ground truth the edit is measured against — the source video's masks
+    (``world.render(scene).masks``) or, for an edit, the target scene's (``toy.bench.target_masks``: a shape swap
+    changes the outline) — and ``edited_masks`` what the evaluator segments in the edit
+    (``read_video(edited).masks``). Jumps compare the edit's frame-to-frame motion with the reference's, so an
+    object that moves as the reference's did has jumps of 0 however far it drifted.
     """
     source_masks, edited_masks = np.asarray(source_masks, dtype=bool), np.asarray(edited_masks, dtype=bool)
     if source_masks.shape != edited_masks.shape or source_masks.ndim != 3:
