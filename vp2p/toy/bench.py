@@ -73,7 +73,8 @@ def attention_in_mask(pipe, count: int = 50, timesteps=(200, 400, 600, 800), see
             store = AttentionStore(resolutions=heights)
             store.start(tuple(z0.shape[-2:]), 1, guided=False, num_steps=1)
             store.begin_step(0)
-            noisy = pipe.scheduler.add_noise(z0, torch.randn_like(z0), torch.tensor([t]))
+            noise = torch.randn(z0.shape, generator=torch.Generator().manual_seed(1000 * (seed + i) + t))  # reproducible
+            noisy = pipe.scheduler.add_noise(z0, noise.to(z0), torch.tensor([t]))
             pipe.unet(noisy, t, encoder_hidden_states=emb, cross_attention_kwargs={"controller": store,
                                                                                   "num_frames": 1})
             store.end_step()
