@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 WINDOWS = (0.2, 0.6, 1.0)
+GEOMETRY = ("mean_drift_px", "mean_abs_size_error", "frames_without_object")
 
 
 def swap_scores(video, target, kind: str, result) -> dict:
@@ -32,31 +33,27 @@ def swap_scores(video, target, kind: str, result) -> dict:
 
     verdict = judge_edit(video, target, result.edited)
     return {"hit": bool(verdict["hits"][kind]), "background_psnr": verdict["background_psnr"],
-            **{k: verdict["geometry"][k] for k in ("mean_drift_px", "mean_abs_size_error", "frames_without_object")}}
+            **{k: verdict["geometry"][k] for k in GEOMETRY}}
 
 
 def clip_rows(index: int) -> dict:
     from vp2p.io.loading import load_pipeline
-    from vp2p.toy import world
-    from vp2p.toy.bench import HELD_OUT, judge_edit, other
+    from vp2p.toy.bench import edit_targets, held_out_clip, judge_edit
     from vp2p.workflow import edit_run, edit_sweep, prepare, settings_for
 
-    rng = np.random.default_rng([0, index])  # the bench's swap targets for its video ``index``
-    scene = world.random_scene(HELD_OUT + 20_000 + index, attribute_rate=0.0, style_rate=0.0)
-    video = world.render(scene)
+    video = held_out_clip(index)
+    scene, targets = video.scene, edit_targets(video.scene, index)
     pipe = load_pipeline("toy", device="cpu")
     settings = settings_for(pipe)
     run = prepare(pipe, video.frames, video.caption, settings, progress=False)
-    geometry = ("mean_drift_px", "mean_abs_size_error", "frames_without_object")
     recon = judge_edit(video, scene, run.inversion.reconstruction)["geometry"]
     same = edit_run(pipe, run, [video.caption, video.caption], settings, progress=False,
                     blend_words=[scene.shape, scene.shape])
     row = {"caption": video.caption,
-           "reconstruction": {k: recon[k] for k in geometry},
-           "same_prompt": {k: judge_edit(video, scene, same.edited)["geometry"][k] for k in geometry}}
-    swaps = {"color": scene.replace(color=other(world.COLORS, scene.color, rng)),
-             "shape": scene.replace(shape=other(world.SHAPES, scene.shape, rng))}
-    for kind, target in swaps.items():
+           "reconstruction": {k: recon[k] for k in GEOMETRY},
+           "same_prompt": {k: judge_edit(video, scene, same.edited)["geometry"][k] for k in GEOMETRY}}
+    for kind in ("color", "shape"):
+        target = targets[kind]
         sweep = edit_sweep(pipe, run, [video.caption, target.caption], settings, "cross_replace_steps", WINDOWS,
                            progress=False, blend_words=[scene.shape, target.shape])
         row[kind] = {str(w): swap_scores(video, target, kind, r) for w, r in zip(WINDOWS, sweep)}

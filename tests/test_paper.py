@@ -12,8 +12,6 @@ import copy
 import json
 import math
 
-import numpy as np
-
 import pytest
 
 from test_metrics import clip_dir  # noqa: F401 (the tiny seeded CLIP, a fixture)
@@ -119,16 +117,12 @@ def test_table1_rows_differ_as_the_method_says(tiny_run):
     Compared on the edits' final latents, both branches: on this tiny random model (3 steps) some rows differ by
     less than one pixel level after decoding (w/o SU and TAV+DDIM beside Video-P2P: one level, enough to fail on
     another machine's rounding); their latents differ by 0.019 or more (measured)."""
-    from vp2p.paper.run import controller_options
-
     stages, video, cases = tiny_run
     latents = {}
     for name in paper.PAPER_TABLE1:
         row = paper.rows_named([name])[0]
         pipe, inversion = stages.inversion(row.model, row.inversion, 0, video)
-        result = workflow.edit_run(pipe, workflow.Run(None, inversion), [video.caption, cases[0].target.caption],
-                                   stages.settings, progress=False, decoupled=row.decoupled,
-                                   **controller_options(row, cases[0]))
+        result = paper.run.edit_as(row, stages, pipe, inversion, [video.caption, cases[0].target.caption], cases[0])
         latents[name] = result.latents  # both branches: w/o SU changes the source branch first
     names = list(latents)
     for i, a in enumerate(names):

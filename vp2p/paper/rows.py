@@ -6,8 +6,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field, replace
 
-import numpy as np
-
 from vp2p.paper import metrics
 from vp2p.inversion import METHODS
 from vp2p.toy import world
@@ -199,7 +197,6 @@ def work_per_clip(rows, edits_per_video: int = 1) -> dict:
 
 # ---------------------------------------------------------------- held-out videos and their edits
 
-HELD_OUT_OFFSET = 20_000  # after vp2p.toy.bench.HELD_OUT: the same held-out clips as `vp2p toy-bench`
 EDIT_KINDS = ("color", "shape", "refine")
 EDITED_FIELD = {"color": "color", "shape": "shape", "refine": "attribute"}
 
@@ -217,12 +214,10 @@ class EditCase:
 
 
 def held_out_video(index: int, num_frames: int = 8, size: int = 64, seed: int = 0) -> world.ToyVideo:
-    """Held-out clip ``index`` (seeds never used in training), plain objects in daylight, as the toy bench."""
-    from vp2p.toy.bench import HELD_OUT
+    """Held-out clip ``index`` (seeds never used in training), plain objects in daylight: the toy bench's."""
+    from vp2p.toy.bench import held_out_clip
 
-    scene = world.random_scene(HELD_OUT + HELD_OUT_OFFSET + seed * 1000 + index, attribute_rate=0.0,
-                               style_rate=0.0)
-    return world.render(scene, num_frames=num_frames, size=size)
+    return held_out_clip(index, seed, num_frames, size)
 
 
 def edit_cases(scene: world.Scene, index: int, per_video: int = 1, seed: int = 0) -> list[EditCase]:
@@ -230,15 +225,13 @@ def edit_cases(scene: world.Scene, index: int, per_video: int = 1, seed: int = 0
     the kinds from clip to clip (so 1 per video still covers all three). Targets are drawn as the toy bench's."""
     if not 1 <= per_video <= len(EDIT_KINDS):
         raise ValueError(f"edits per video = {per_video}; choose 1 to {len(EDIT_KINDS)} ({EDIT_KINDS})")
-    from vp2p.toy.bench import other
+    from vp2p.toy.bench import edit_targets
 
-    rng = np.random.default_rng([seed, index])
-    color = scene.replace(color=other(world.COLORS, scene.color, rng))
-    shape = scene.replace(shape=other(world.SHAPES, scene.shape, rng))
-    refined = scene.replace(attribute=str(rng.choice(world.ATTRIBUTES)))
+    targets = edit_targets(scene, index, seed)
+    refined = targets["refine"]
     cases = {
-        "color": EditCase("color", color, {"blend_words": [scene.shape, scene.shape]}),
-        "shape": EditCase("shape", shape, {"blend_words": [scene.shape, shape.shape]}),
+        "color": EditCase("color", targets["color"], {"blend_words": [scene.shape, scene.shape]}),
+        "shape": EditCase("shape", targets["shape"], {"blend_words": [scene.shape, targets["shape"].shape]}),
         # As the toy bench's refinement: the source maps for 80% of the steps, the added word's window all of them.
         "refine": EditCase("refine", refined, {"is_word_swap": False, "blend_words": [scene.shape, scene.shape],
                                                "cross_replace_steps": {"default_": 0.8, refined.attribute: 1.0}}),

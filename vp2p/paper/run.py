@@ -183,12 +183,12 @@ def reconstruction_scores(stages: Stages, index: int, video: world.ToyVideo, met
 # ---------------------------------------------------------------- Table 1: one row on one clip
 
 
-def edit_as(row: Row, stages: Stages, pipe, inversion, prompts: list[str], case: EditCase) -> np.ndarray:
-    """The edited video of ``case`` as ``row`` edits: its controller options and guidance."""
+def edit_as(row: Row, stages: Stages, pipe, inversion, prompts: list[str], case: EditCase):
+    """The edit (``vp2p.EditResult``) of ``case`` as ``row`` edits: its controller options and guidance."""
     from vp2p.workflow import Run, edit_run
 
     return edit_run(pipe, Run(None, inversion), prompts, stages.settings, progress=False, decoupled=row.decoupled,
-                    **controller_options(row, case)).edited
+                    **controller_options(row, case))
 
 
 def row_scores(stages: Stages, row: Row, index: int, video: world.ToyVideo, cases: list[EditCase],
@@ -210,7 +210,7 @@ def row_scores(stages: Stages, row: Row, index: int, video: world.ToyVideo, case
     edits, videos = [], {}
     for case in cases:
         start = time.perf_counter()
-        edited = edit_as(row, stages, pipe, inversion, [video.caption, case.target.caption], case)
+        edited = edit_as(row, stages, pipe, inversion, [video.caption, case.target.caption], case).edited
         stages.computed["edit"] += 1
         stages.seconds["edit"] += time.perf_counter() - start
         edits.append({**case.as_dict(), **score_edit(video, case, edited, scorers)})

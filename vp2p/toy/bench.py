@@ -180,6 +180,25 @@ def other(values, current, rng) -> str:
     return str(rng.choice([v for v in values if v != current]))
 
 
+# The edited clips' seeds start here (after the text-to-image and attention seeds); `vp2p paper` uses the same clips.
+EDITED_CLIPS = HELD_OUT + 20_000
+
+
+def held_out_clip(index: int, seed: int = 0, num_frames: int = 8, size: int = 64) -> world.ToyVideo:
+    """Held-out clip ``index`` the bench (and `vp2p paper`) edits: seeds never used in training, a plain object
+    in daylight."""
+    scene = world.random_scene(EDITED_CLIPS + seed * 1000 + index, attribute_rate=0.0, style_rate=0.0)
+    return world.render(scene, num_frames=num_frames, size=size)
+
+
+def edit_targets(scene: world.Scene, index: int, seed: int = 0) -> dict[str, world.Scene]:
+    """The color swap, shape swap and refinement of clip ``index``, drawn (in this order) from its own stream."""
+    rng = np.random.default_rng([seed, index])
+    return {"color": scene.replace(color=other(world.COLORS, scene.color, rng)),
+            "shape": scene.replace(shape=other(world.SHAPES, scene.shape, rng)),
+            "refine": scene.replace(attribute=str(rng.choice(world.ATTRIBUTES)))}
+
+
 def pipeline_metrics(model: str = "toy", count: int = 20, settings=None, seed: int = 0, progress=True,
                      device="cpu") -> dict:
     """Tune, invert and edit ``count`` held-out videos (each on a freshly loaded model); aggregate the verdicts."""
@@ -188,25 +207,23 @@ def pipeline_metrics(model: str = "toy", count: int = 20, settings=None, seed: i
 
     rows = []
     for i in tqdm(range(count), desc="videos", disable=not progress):
-        rng = np.random.default_rng([seed, i])
-        scene = world.random_scene(HELD_OUT + 20_000 + seed * 1000 + i, attribute_rate=0.0, style_rate=0.0)
-        video = world.render(scene)
+        video = held_out_clip(i, seed)
+        scene, targets = video.scene, edit_targets(video.scene, i, seed)
         pipe = load_pipeline(model, device=device)
         s = settings or settings_for(pipe)
         run = prepare(pipe, video.frames, video.caption, s, progress=False)
         row = {"caption": video.caption, "reconstruction_psnr": float(np.mean(run.inversion.frame_psnr)),
                # the floor of an edit's drift: how far the source branch itself already moves the object
                "reconstruction_geometry": judge_edit(video, scene, run.inversion.reconstruction)["geometry"]}
-        swaps = {"color": scene.replace(color=other(world.COLORS, scene.color, rng)),
-                 "shape": scene.replace(shape=other(world.SHAPES, scene.shape, rng))}
-        for kind, target in swaps.items():
+        for kind in ("color", "shape"):
+            target = targets[kind]
             blend = [scene.shape, target.shape]
             result = edit_run(pipe, run, [video.caption, target.caption], s, progress=False, blend_words=blend)
             verdict = judge_edit(video, target, result.edited)
             row[f"swap_{kind}_hit"] = verdict["hits"][kind]
             row[f"swap_{kind}_background_psnr"] = verdict["background_psnr"]
             row[f"swap_{kind}_geometry"] = verdict["geometry"]
-        refined = scene.replace(attribute=str(rng.choice(world.ATTRIBUTES)))
+        refined = targets["refine"]
         strengths, broken = [], []
         weights = REWEIGHTS + (OVERDRIVE,)
         # Refine injects the source maps for 80% of the steps; the reweighted word keeps its weight through all of
