@@ -117,3 +117,27 @@ def test_the_demo_edits_the_video_and_writes_everything(tmp_path):
     from vp2p.toy.demo import earlier_demo
 
     assert earlier_demo(tmp_path) and not earlier_demo(tmp_path / "elsewhere")
+
+
+def test_the_bench_edits_a_retrained_toy_folder_with_the_toy_settings(tmp_path, monkeypatch):
+    """A retrained toy model is a folder, not 'toy': the bench must still tune and invert it with the toy settings
+    (50 tuning steps, 25 DDIM steps), not Stable Diffusion's 500 and 50 (six minutes a clip instead of one)."""
+    import shutil
+
+    import vp2p.workflow
+    from vp2p.toy.bench import pipeline_metrics
+
+    shutil.copytree(toy_model_path(), tmp_path / "model")
+    seen = []
+
+    class Seen(Exception):
+        pass
+
+    def prepare(pipe, frames, caption, settings, progress=False):
+        seen.append(settings)
+        raise Seen
+
+    monkeypatch.setattr(vp2p.workflow, "prepare", prepare)
+    with pytest.raises(Seen):
+        pipeline_metrics(str(tmp_path / "model"), count=1, progress=False)
+    assert (seen[0].tune_steps, seen[0].num_steps) == (50, 25)
