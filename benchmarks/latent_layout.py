@@ -46,12 +46,12 @@ def plain_ddim_rows(pipe, index: int, steps: int) -> dict:
                       progress=False)[-1]
     row = {"caption": video.caption}
     for name, target in targets.items():
-        caption = target.caption
+        cond = pipe.encode_text(target.caption)
         for w in GUIDANCE:
-            z0 = sample(pipe.unet, x_t.clone(), schedule, pipe.encode_text(caption), lambda step: null,
-                        torch.full((len(x_t),), w), 1, progress=False)
+            z0 = sample(pipe.unet, x_t.clone(), schedule, cond, lambda step: null, torch.full((len(x_t),), w), 1,
+                        progress=False)
             geometry = judge_edit(video, target, pipe.decode_latents(z0))["geometry"]
-            row[f"{name}@{w:g}"] = {"target": caption, "drift_px": geometry["mean_drift_px"],
+            row[f"{name}@{w:g}"] = {"target": target.caption, "drift_px": geometry["mean_drift_px"],
                                     "abs_size_error": geometry["mean_abs_size_error"],
                                     "frames_without_object": geometry["frames_without_object"]}
     return row
