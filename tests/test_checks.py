@@ -1,6 +1,7 @@
 """Up-front checks (vp2p.checks, vp2p.workflow.check): a bad setting, prompt, word or option is refused before
 tuning, with a message that names the value and the fix; output folders that hold the user's files are refused."""
 
+import shutil
 from types import SimpleNamespace
 
 import pytest
@@ -137,9 +138,15 @@ def test_a_toy_pipeline_refuses_words_it_does_not_know_before_tuning(monkeypatch
         workflow.check(toy, ["a red circle", "a red cat"], TOY_SETTINGS)
 
 
-def test_the_toy_model_is_recognised_by_name_and_by_folder(tiny_model_dir):
+def test_the_toy_model_is_recognised_by_name_and_by_folder(tiny_model_dir, tmp_path):
     assert is_toy(SimpleNamespace(name="toy")) and is_toy(SimpleNamespace(name=str(toy_model_path())))
-    assert not is_toy(SimpleNamespace(name=str(tiny_model_dir)))
+    assert not is_toy(SimpleNamespace(name=str(tiny_model_dir)))  # the toy's words and four more: not the toy's
+    # A retrained toy-world model (its own folder, the toy's tokenizer) gets the toy's settings, not SD's.
+    retrained = tmp_path / "retrained"
+    shutil.copytree(toy_model_path(), retrained)
+    assert is_toy(SimpleNamespace(name=str(retrained)))
+    assert workflow.settings_for(SimpleNamespace(name=str(retrained))).num_steps == 25
+    assert workflow.settings_for(SimpleNamespace(name=str(tiny_model_dir))).num_steps == 50
     assert not is_toy(SimpleNamespace(name="stable-diffusion-v1-5/stable-diffusion-v1-5"))
 
 

@@ -31,9 +31,18 @@ def toy_model_path() -> Path:
 
 
 def is_toy(pipe) -> bool:
-    """Whether ``pipe`` is the bundled toy model (loaded as 'toy' or from its folder)."""
+    """Whether ``pipe`` is a toy-world model: the bundled one (loaded as 'toy' or from its folder) or one that
+    ``vp2p train-toy`` made (a folder with the toy's own tokenizer: every stage writes the same vocabulary). Such
+    a model gets the toy's settings and word check, not Stable Diffusion's."""
     name = str(getattr(pipe, "name", ""))
-    return name == TOY or (Path(name).exists() and Path(name).resolve() == toy_model_path().resolve())
+    if name == TOY:
+        return True
+    folder = Path(name)
+    if not folder.is_dir():
+        return False
+    vocabulary = folder / "tokenizer" / "vocab.json"
+    return folder.resolve() == toy_model_path().resolve() or (
+        vocabulary.is_file() and vocabulary.read_bytes() == (toy_model_path() / "tokenizer" / "vocab.json").read_bytes())
 
 
 def default_device() -> torch.device:

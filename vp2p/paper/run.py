@@ -255,7 +255,7 @@ def default_settings(model: str):
 
     from vp2p.workflow import settings_for
 
-    return settings_for(SimpleNamespace(name=str(model)))  # 'toy' or the toy model's folder: the toy's
+    return settings_for(SimpleNamespace(name=str(model)))  # 'toy' or a toy-world folder: the toy's
 
 
 # ---------------------------------------------------------------- the run

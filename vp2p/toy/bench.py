@@ -211,7 +211,7 @@ def pipeline_metrics(model: str = "toy", count: int = 20, settings=None, seed: i
         video = held_out_clip(i, seed)
         scene, targets = video.scene, edit_targets(video.scene, i, seed)
         pipe = load_pipeline(model, device=device)
-        s = settings or TOY_SETTINGS  # a retrained toy-world folder too: settings_for knows only the bundled one
+        s = settings or TOY_SETTINGS  # every model the bench accepts is of the toy world
         run = prepare(pipe, video.frames, video.caption, s, progress=False)
         row = {"caption": video.caption, "reconstruction_psnr": float(np.mean(run.inversion.frame_psnr)),
                # the floor of an edit's drift: how far the source branch itself already moves the object
