@@ -57,15 +57,17 @@ def plain_ddim_rows(pipe, index: int, steps: int) -> dict:
     return row
 
 
-def object_contrast(pipe, scene) -> np.ndarray:
-    """The mean latent inside the object minus the mean latent of the background (4,), over ``scene``'s frames."""
+def object_contrast(encode, scene) -> np.ndarray:
+    """The mean latent inside the object minus the mean latent of the background (4,), over ``scene``'s frames.
+
+    ``encode``: uint8 frames (F, H, W, 3) → latents (F, C, h, w), e.g. a pipeline's ``encode_video``."""
     import torch
     import torch.nn.functional as F
 
     from vp2p.toy import world
 
     video = world.render(scene)
-    latents = pipe.encode_video(video.frames).transpose(0, 1)  # (C, F, h, w)
+    latents = encode(video.frames).transpose(0, 1)  # (C, F, h, w)
     factor = video.frames.shape[1] // latents.shape[-1]
     cover = F.avg_pool2d(torch.from_numpy(video.masks).float()[:, None], factor)[:, 0]
     inside, outside = cover > 0.75, cover < 0.05  # latent cells firmly on the object / on the background
@@ -79,7 +81,7 @@ def contrast_rows(pipe, bench: dict) -> list[dict]:
     for index, video in enumerate(bench["videos"]):
         scene = held_out_clip(index).scene
         target = edit_targets(scene, index)["color"]
-        a, b = object_contrast(pipe, scene), object_contrast(pipe, target)
+        a, b = object_contrast(pipe.encode_video, scene), object_contrast(pipe.encode_video, target)
         rows.append({"source": scene.color, "target": target.color, "background": scene.background,
                      "cosine": float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b))),
                      "swap_color_drift_px": video["swap_color_geometry"]["mean_drift_px"]})
@@ -97,9 +99,13 @@ def summary(plain: list[dict], contrast: list[dict]) -> dict:
     rho = spearmanr(cosine, drift)
     out["latent_contrast"] = {
         "spearman_cosine_vs_drift": round(float(rho.statistic), 3), "p_value": round(float(rho.pvalue), 4),
-        "opposed": {"clips": int((cosine < 0).sum()), "mean_drift_px": round(float(drift[cosine < 0].mean()), 2)},
-        "aligned": {"clips": int((cosine >= 0).sum()), "mean_drift_px": round(float(drift[cosine >= 0].mean()), 2)}}
+        "opposed": group(drift[cosine < 0]), "aligned": group(drift[cosine >= 0])}
     return out
+
+
+def group(drift: np.ndarray) -> dict:
+    """How many clips, and their mean drift (None for no clips: a VAE may have no opposed color pair)."""
+    return {"clips": len(drift), "mean_drift_px": round(float(drift.mean()), 2) if len(drift) else None}
 
 
 def main(argv=None) -> None:

@@ -88,3 +88,23 @@ def test_an_interrupted_run_resumes_to_exactly_the_uninterrupted_parameters(tmp_
     # The model moved off the shipped weights (and the init was copied, not trained in place).
     shipped = train_video.load_init(toy_model_path(), "cpu")[0].state_dict()
     assert any(not torch.equal(shipped[k], v) for k, v in full[0].state_dict().items())
+
+
+def test_a_replacement_vae_goes_into_the_init_copy_and_a_resume_must_name_the_same_one(tmp_path):
+    from diffusers import AutoencoderKL
+
+    other = tmp_path / "other_vae"
+    vae = AutoencoderKL.from_pretrained(toy_model_path() / "vae")
+    with torch.no_grad():
+        vae.decoder.conv_out.bias.add_(0.5)
+    vae.save_pretrained(other)
+
+    init = train_video.prepare_init(tmp_path / "work", toy_model_path(), vae=other)
+    copied = AutoencoderKL.from_pretrained(init / "vae")
+    assert torch.equal(copied.decoder.conv_out.bias, vae.decoder.conv_out.bias)  # the given VAE, not the init's
+    assert train_video.same_weights(init / "unet", toy_model_path() / "unet")  # the rest is the init's
+    assert train_video.prepare_init(tmp_path / "work", toy_model_path(), vae=other) == init  # resuming: fine
+    with pytest.raises(ValueError, match="another VAE"):
+        train_video.prepare_init(tmp_path / "work", toy_model_path(), vae=toy_model_path() / "vae")
+    with pytest.raises(FileNotFoundError, match="no config.json"):
+        train_video.prepare_init(tmp_path / "fresh", toy_model_path(), vae=tmp_path / "missing")

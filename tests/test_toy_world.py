@@ -212,6 +212,47 @@ def test_a_tiny_training_run_lowers_the_diffusion_loss_and_exports_a_loadable_mo
         train.export(tmp_path / "model", vae, text_encoder, tokenizer, unet)
 
 
+def test_the_object_channel_loss_is_the_shortfall_of_channel_0s_object_contrast():
+    from vp2p.toy import train
+
+    torch.manual_seed(0)
+    masks = torch.zeros(2, 64, 64, dtype=torch.bool)
+    masks[:, 16:32, 24:40] = True  # on latent cells 4:8 × 6:10, whole
+    cover = torch.nn.functional.avg_pool2d(masks.float()[:, None], 4)[:, 0]
+    mean = torch.randn(2, 4, 16, 16)
+    mean[:, 0] = 0.0  # channel 0 flat: no contrast at all, the full margin is missing
+    assert train.object_channel_loss(mean, masks, margin=2.0).item() == pytest.approx(2.0, abs=1e-6)
+    std = mean.std()
+    mean[:, 0] = 1.5 * std * cover  # 1.5 standard deviations brighter on the object (the std is held fixed)
+    loss = train.object_channel_loss(mean, masks, margin=2.0).item()
+    assert loss == pytest.approx(2.0 - 1.5 * std.item() / mean.std().item(), abs=1e-5)
+    mean[:, 0] = 10 * std * cover  # far more than the margin: nothing asked
+    assert train.object_channel_loss(mean, masks, margin=2.0).item() == 0.0
+
+
+def test_the_vae_stage_can_start_from_a_vae_and_give_every_color_a_shared_object_channel(tmp_path):
+    from diffusers import AutoencoderKL
+
+    from vp2p.io.loading import toy_model_path
+    from vp2p.toy import train
+
+    torch.set_num_threads(2)
+    frames, masks, _ = train.render_frames(10_000_000, 32)
+    x, masks = train.to_tensor(frames), torch.from_numpy(masks)
+
+    def shortfall(vae):
+        with torch.no_grad():
+            return train.object_channel_loss(vae.encode(x).latent_dist.mean, masks).item()
+
+    shipped = AutoencoderKL.from_pretrained(toy_model_path() / "vae").eval()
+    tuned, report = train.train_vae(tmp_path, steps=12, batch=8, lr=3e-4, device="cpu", log_every=6,
+                                    init=toy_model_path() / "vae", object_weight=1.0)
+    before, after = shortfall(shipped), shortfall(tuned)
+    assert after < 0.5 * before, (before, after)
+    assert report["vae_psnr_db"] > 20  # started from the trained VAE, not from random weights (~12 dB)
+    assert AutoencoderKL.from_pretrained(tmp_path / "vae").config.scaling_factor == report["scaling_factor"]
+
+
 def test_the_decoder_stage_repairs_the_decoder_and_leaves_the_encoder_alone(tmp_path):
     from diffusers import AutoencoderKL
 

@@ -4,6 +4,9 @@
 
 Stages (each checkpointed in ``--work`` and resumed when run again):
 1. ``vae``: an AutoencoderKL that downsamples by 4 (64×64 frames → 4×16×16 latents), trained on rendered frames.
+   Optionally it starts from a trained VAE (``--vae-init``) and is asked to mark every object, whatever its color,
+   along latent channel 0 (``--vae-object-weight``, ``object_channel_loss``); ``--stage video --vae`` then teaches
+   a model that VAE's latents.
 2. ``data``: a fixed set of rendered frames encoded once to latents, with masks and captions.
 3. ``unet``: the UNet and the CLIP text encoder, trained together on noise prediction. An extra loss asks each
    object word's cross-attention to fall inside the object's mask: Stable Diffusion learned localized attention
@@ -140,13 +143,33 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def object_channel_loss(mean: torch.Tensor, masks: torch.Tensor, margin: float = 2.0) -> torch.Tensor:
+    """A hinge asking latent channel 0 to be higher on the object than on the background by ``margin`` latent
+    standard deviations, whatever the object's color: one direction that every hue shares for "an object here".
+
+    Why: the first VAE's object-minus-background latents of two colors can point in opposite directions (red
+    against green: cosine -0.92), so an inverted x_T that says "red here" argues against "green here", and a color
+    swap moves the object (``benchmarks/latent_layout.py``). ``mean``: the posterior means (B, 4, h, w);
+    ``masks``: the frames' object masks (B, H, W)."""
+    cover = F.adaptive_avg_pool2d(masks.float()[:, None], mean.shape[-2:])[:, 0]
+    z = mean[:, 0] / mean.std().detach()
+    inside = (z * cover).sum((1, 2)) / cover.sum((1, 2)).clamp(min=1e-3)
+    outside = (z * (1 - cover)).sum((1, 2)) / (1 - cover).sum((1, 2)).clamp(min=1e-3)
+    return F.relu(margin - (inside - outside)).mean()
+
+
 def train_vae(work: Path, steps: int, batch: int = 32, lr: float = 1e-3, seed: int = 0, log_every: int = 100,
-              device=None):
+              device=None, init: Path | None = None, object_weight: float = 0.0):
+    """Train (or resume, from ``work/vae.pt``) the VAE; writes ``work/vae`` and ``work/vae_report.json``.
+
+    ``init``: a VAE folder to start from instead of random weights (e.g. the shipped model's ``vae``);
+    ``object_weight``: weight of ``object_channel_loss`` (0, the shipped recipe: none).
+    """
     from diffusers import AutoencoderKL
 
     torch.manual_seed(seed)
     device = torch.device(device or default_device())
-    vae = AutoencoderKL(**vae_config()).to(device)
+    vae = (AutoencoderKL.from_pretrained(init) if init else AutoencoderKL(**vae_config())).to(device).train()
     opt = torch.optim.AdamW(vae.parameters(), lr=lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.05)
     ckpt = work / "vae.pt"
@@ -161,11 +184,14 @@ def train_vae(work: Path, steps: int, batch: int = 32, lr: float = 1e-3, seed: i
     data_seed = 1_000_000 + start * batch
     bar = tqdm(range(start, steps), desc="vae", initial=start, total=steps, mininterval=10)
     for step in bar:
-        x = to_tensor(render_frames(data_seed, batch)[0]).to(device)
+        frames, masks, _ = render_frames(data_seed, batch)
+        x = to_tensor(frames).to(device)
         data_seed += batch
         posterior = vae.encode(x).latent_dist
         recon = vae.decode(posterior.sample()).sample
         loss = F.mse_loss(recon, x) + 0.5 * F.l1_loss(recon, x) + 1e-6 * posterior.kl().mean()
+        if object_weight:
+            loss = loss + object_weight * object_channel_loss(posterior.mean, torch.from_numpy(masks).to(device))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -582,6 +608,12 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--out", default=None, help="where to export the model folder (e.g. vp2p/toy/model)")
     parser.add_argument("--overwrite", action="store_true", help="replace a model already in --out")
     parser.add_argument("--vae-steps", type=int, default=1200)
+    parser.add_argument("--vae-init", default=None,
+                        help="a VAE folder the VAE stage starts from (default: random weights, as shipped)")
+    parser.add_argument("--vae-lr", type=float, default=1e-3)
+    parser.add_argument("--vae-object-weight", type=float, default=0.0,
+                        help="weight of the loss giving every color one shared 'object here' latent channel "
+                             "(train.object_channel_loss; default 0: none, as shipped)")
     parser.add_argument("--unet-steps", type=int, default=7000)
     parser.add_argument("--finetune-steps", type=int, default=4000,
                         help="second UNet stage, with word mixing (0: skip it)")
@@ -600,6 +632,8 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                              "export: write --out from the last checkpoint in --work (e.g. mid-training)")
     video = parser.add_argument_group("--stage video (see vp2p/toy/train_video.py)")
     video.add_argument("--init", default=None, help="model folder to start from (default: the shipped toy model)")
+    video.add_argument("--vae", default=None,
+                       help="a VAE folder that replaces --init's (e.g. --work of a --stage vae run + /vae)")
     video.add_argument("--video-steps", type=int, default=6000)
     video.add_argument("--video-scenes", type=int, default=12000, help="scenes in the data set (4 frames each)")
     video.add_argument("--video-share", type=float, default=0.5, help="share of batches that are videos")
@@ -624,7 +658,8 @@ def main(argv=None, prog: str | None = None):
     if args.stage == "video":
         return run_video_stage(args, work)
     if not (work / "vae" / "config.json").exists():
-        _, report = train_vae(work, args.vae_steps, device=args.device)
+        _, report = train_vae(work, args.vae_steps, lr=args.vae_lr, device=args.device, init=args.vae_init,
+                              object_weight=args.vae_object_weight)
         print("vae:", report, f"{time.time() - t0:.0f}s")
     if args.stage == "vae":
         return
@@ -664,7 +699,7 @@ def run_video_stage(args, work: Path) -> None:
     unet, text_encoder, tokenizer, vae = train_video(
         work, Path(args.init or toy_model_path()), args.video_steps, args.video_scenes, args.batch, lr=args.video_lr,
         video_share=args.video_share, attn_weight=args.attn_weight, frame_attn_weight=args.frame_attn_weight,
-        word_mix=args.word_mix, seed=args.seed, ckpt_every=args.ckpt_every, device=device)
+        word_mix=args.word_mix, seed=args.seed, ckpt_every=args.ckpt_every, device=device, vae=args.vae)
     if args.decoder_steps:
         vae = train_decoder(work, vae.cpu(), args.decoder_steps, device=device)
     print(f"video stage done in {time.time() - t0:.0f}s")

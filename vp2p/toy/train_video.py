@@ -28,10 +28,10 @@ Resumable and seeded: every ``--ckpt-every`` steps the models, EMA, optimizer, r
 checkpoint was (``tests/test_toy_world.py`` checks that an interrupted run ends bit for bit where an uninterrupted
 one does). Loss and seconds per step go to ``work/video_log.jsonl``.
 
-Cost, measured on the 2-core CPU (``--threads 2``, batch 32, nothing else running): 0.9 s a step (single-frame
-and video batches alike), and the data set renders and encodes 512 scenes × 4 frames in about 12 s (chunked,
-resumable), so the defaults (12 000 scenes, 6000 steps) take about 5 min + 90 min, plus ~25 s per 1000 steps for
-the text-to-image check. The smoke test behind these numbers (57 s in all):
+Cost, measured on the 2-core CPU (``--threads 2``, batch 32, nothing else running): 0.9–1.3 s a step (single-frame
+and video batches alike), and the data set renders and encodes 512 scenes × 4 frames in about 19 s (chunked,
+resumable); the defaults (12 000 scenes, 6000 steps) took 8 min + 2 h 15 min in the first full run, plus ~25 s per
+1000 steps for the text-to-image check. A smoke test (57 s in all):
 
     python -m vp2p.toy.train --stage video --work /tmp/smoke --video-steps 40 --video-scenes 512 --threads 2 \
         --ckpt-every 20 --out /tmp/smoke/model
@@ -179,9 +179,12 @@ def frame_attention_loss(captured: list[torch.Tensor], masks: dict[int, torch.Te
 # ---------------------------------------------------------------- models and checkpoints
 
 
-def prepare_init(work: Path, init: Path) -> Path:
+def prepare_init(work: Path, init: Path, vae: Path | None = None) -> Path:
     """Copy the model to start from into ``work/init_model`` once: later runs (and an export over ``init``
-    itself) then read the copy, so resuming never starts from a model this stage wrote."""
+    itself) then read the copy, so resuming never starts from a model this stage wrote.
+
+    ``vae``: a VAE folder that replaces the init's (e.g. one from ``--stage vae``): the stage then teaches the
+    UNet that VAE's latents. A resumed run must name the same VAE."""
     target = work / "init_model"
     if not (target / "model_index.json").exists():
         init = Path(init)
@@ -189,11 +192,26 @@ def prepare_init(work: Path, init: Path) -> Path:
             if not (init / part).is_dir():
                 raise FileNotFoundError(f"--init {init} has no {part}/ folder; give a toy model folder "
                                         "(e.g. vp2p/toy/model)")
+        if vae is not None and not (Path(vae) / "config.json").exists():
+            raise FileNotFoundError(f"--vae {vae} has no config.json; give a VAE folder (e.g. runs/vae/vae)")
         tmp = work / ".init_model.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
         shutil.copytree(init, tmp)
+        if vae is not None:
+            shutil.rmtree(tmp / "vae")
+            shutil.copytree(vae, tmp / "vae")
         tmp.rename(target)
+    elif vae is not None and not same_weights(Path(vae), target / "vae"):
+        raise ValueError(f"{work} was started with another VAE than --vae {vae}; resume with the VAE it began "
+                         "with, or use a new --work folder")
     return target
+
+
+def same_weights(a: Path, b: Path) -> bool:
+    """Whether two model folders hold byte-identical weight files."""
+    names = sorted(p.name for p in a.glob("*.safetensors"))
+    return names == sorted(p.name for p in b.glob("*.safetensors")) and all(
+        (a / n).read_bytes() == (b / n).read_bytes() for n in names)
 
 
 def load_init(folder: Path, device):
@@ -238,9 +256,9 @@ def trim_log(path: Path, step: int) -> None:
 def train_video(work: Path, init: Path, steps: int, scenes: int, batch: int = 32, lr: float = 2e-4,
                 video_share: float = 0.5, attn_weight: float = 0.05, frame_attn_weight: float = 0.05,
                 word_mix: float = 0.5, ema_decay: float = 0.999, seed: int = 2, ckpt_every: int = 250,
-                eval_every: int = 1000, log_every: int = 25, device=None):
-    """Fine-tune (or resume, from ``work/video.pt``) the model in ``init``; returns the EMA UNet, text encoder,
-    tokenizer and VAE."""
+                eval_every: int = 1000, log_every: int = 25, device=None, vae: Path | None = None):
+    """Fine-tune (or resume, from ``work/video.pt``) the model in ``init`` (its VAE replaced by ``vae`` if
+    given); returns the EMA UNet, text encoder, tokenizer and VAE."""
     from diffusers import DDIMScheduler
 
     for name, value, lo, hi in (("video_share", video_share, 0, 1), ("word_mix", word_mix, 0, 1)):
@@ -249,7 +267,7 @@ def train_video(work: Path, init: Path, steps: int, scenes: int, batch: int = 32
     if batch < FRAMES_PER_SCENE:
         raise ValueError(f"batch={batch} cannot hold a video of {FRAMES_PER_SCENE} frames; use a batch ≥ 4.")
     device = torch.device(device or base.default_device())
-    unet, text_encoder, tokenizer, vae = load_init(prepare_init(work, init), device)
+    unet, text_encoder, tokenizer, vae = load_init(prepare_init(work, init, vae), device)
     data = build_video_dataset(work, vae, tokenizer, scenes)
     ema = {"unet": copy.deepcopy(unet).requires_grad_(False), "text": copy.deepcopy(text_encoder).requires_grad_(False)}
     models = {"unet": unet, "text": text_encoder}
