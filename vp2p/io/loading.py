@@ -37,12 +37,8 @@ def is_toy(pipe) -> bool:
     name = str(getattr(pipe, "name", ""))
     if name == TOY:
         return True
-    folder = Path(name)
-    if not folder.is_dir():
-        return False
-    vocabulary = folder / "tokenizer" / "vocab.json"
-    return folder.resolve() == toy_model_path().resolve() or (
-        vocabulary.is_file() and vocabulary.read_bytes() == (toy_model_path() / "tokenizer" / "vocab.json").read_bytes())
+    vocabulary, toy_vocabulary = (Path(folder) / "tokenizer" / "vocab.json" for folder in (name, toy_model_path()))
+    return vocabulary.is_file() and vocabulary.read_bytes() == toy_vocabulary.read_bytes()  # the bundled folder too
 
 
 def default_device() -> torch.device:

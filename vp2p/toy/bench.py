@@ -203,15 +203,14 @@ def pipeline_metrics(model: str = "toy", count: int = 20, settings=None, seed: i
                      device="cpu") -> dict:
     """Tune, invert and edit ``count`` held-out videos (each on a freshly loaded model); aggregate the verdicts."""
     from vp2p.io.loading import load_pipeline
-    from vp2p.toy.settings import TOY_SETTINGS
-    from vp2p.workflow import edit_run, edit_sweep, prepare
+    from vp2p.workflow import edit_run, edit_sweep, prepare, settings_for
 
     rows = []
     for i in tqdm(range(count), desc="videos", disable=not progress):
         video = held_out_clip(i, seed)
         scene, targets = video.scene, edit_targets(video.scene, i, seed)
         pipe = load_pipeline(model, device=device)
-        s = settings or TOY_SETTINGS  # every model the bench accepts is of the toy world
+        s = settings or settings_for(pipe)  # the toy's, for the bundled model and a retrained toy folder
         run = prepare(pipe, video.frames, video.caption, s, progress=False)
         row = {"caption": video.caption, "reconstruction_psnr": float(np.mean(run.inversion.frame_psnr)),
                # the floor of an edit's drift: how far the source branch itself already moves the object
