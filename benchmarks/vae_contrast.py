@@ -8,7 +8,8 @@ For ``--scenes`` random scenes (no pattern, daylight), each rendered in all 8 co
 every pair of colors' contrasts on the same scene. A negative cosine means the latent that says "color A here" says
 "not color B here": ``latent_layout.py`` found that such color swaps move the edited object (7.2 px against 2.0 px
 for the others). Also the share of each contrast's energy in channel 0 (the channel ``train.object_channel_loss``
-asks to carry "an object here"), and the VAE's round-trip PSNR on 256 held-out training frames.
+asks to carry "an object here"); how far apart two colors' objects lie in the UNet's (scaled) latents; and the
+VAE's round-trip PSNR on 256 held-out training frames.
 """
 
 from __future__ import annotations
@@ -41,7 +42,10 @@ def color_contrasts(vae, scenes: int, first_seed: int) -> dict[str, np.ndarray]:
             for color in world.COLORS}
 
 
-def summary(contrasts: dict[str, np.ndarray]) -> dict:
+def summary(contrasts: dict[str, np.ndarray], scaling_factor: float) -> dict:
+    """Cosines of every two colors' contrasts; and how far apart two colors' objects lie in the latents the UNet
+    sees (times the VAE's ``scaling_factor``, which makes the latents unit-variance): the diffusion noise must
+    leave that distance readable for a caption's color to steer the sample."""
     def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
 
@@ -49,10 +53,17 @@ def summary(contrasts: dict[str, np.ndarray]) -> dict:
     every = np.concatenate(list(pairs.values()))
     worst = min(pairs, key=lambda k: pairs[k].mean())
     stacked = np.concatenate(list(contrasts.values()))
+    apart = {f"{a}-{b}": scaling_factor * np.linalg.norm(contrasts[a] - contrasts[b], axis=1)
+             for a, b in itertools.combinations(contrasts, 2)}
+    closest = min(apart, key=lambda k: apart[k].mean())
     return {"mean_cosine": round(float(every.mean()), 3),
             "negative_share": round(float((every < 0).mean()), 3),
             "worst_pair": {"colors": worst, "mean_cosine": round(float(pairs[worst].mean()), 3)},
             "channel0_energy_share": round(float((stacked[:, 0] ** 2 / (stacked ** 2).sum(1)).mean()), 3),
+            "scaling_factor": round(scaling_factor, 4),
+            "object_contrast_scaled": round(scaling_factor * float(np.linalg.norm(stacked, axis=1).mean()), 3),
+            "color_distance_scaled": round(float(np.concatenate(list(apart.values())).mean()), 3),
+            "closest_colors": {"colors": closest, "distance_scaled": round(float(apart[closest].mean()), 3)},
             "pairs": {k: round(float(v.mean()), 3) for k, v in pairs.items()}}
 
 
@@ -78,7 +89,7 @@ def main(argv=None) -> None:
     held_out = train.to_tensor(train.render_frames(10_000_000, 256)[0])
     result = {"vae": str(args.vae or "the shipped toy model's"), "machine": machine(),
               "psnr_db": round(train.vae_psnr(vae, held_out), 2),
-              **summary(color_contrasts(vae, args.scenes, args.seed)),
+              **summary(color_contrasts(vae, args.scenes, args.seed), vae.config.scaling_factor),
               "minutes": round((time.time() - start) / 60, 1)}
     args.out.write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps({k: v for k, v in result.items() if k != "pairs"}, indent=1))

@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -230,6 +231,36 @@ def test_the_object_channel_loss_is_the_shortfall_of_channel_0s_object_contrast(
     assert train.object_channel_loss(mean, masks, margin=2.0).item() == 0.0
 
 
+def test_the_color_separation_loss_is_the_shortfall_of_two_colors_distance_in_channels_1_to_3():
+    from vp2p.toy import train
+
+    torch.manual_seed(0)
+    masks = torch.zeros(3, 64, 64, dtype=torch.bool)
+    masks[:, 16:32, 24:40] = True  # on latent cells 4:8 × 6:10, whole
+    cover = torch.nn.functional.avg_pool2d(masks.float()[:, None], 4)[:, 0].bool()
+    mean = torch.randn(3, 4, 16, 16)
+    std = mean.std()
+    for frame, value in enumerate((0.0, 0.5, 3.0)):  # the objects' channels 1-3, in latent standard deviations
+        mean[frame, 1:, cover[frame]] = value * std
+    mean[:, 0, cover[0]] = 9.0  # channel 0 differs a lot but is not what tells colors apart
+    std = mean.std()  # the loss's yardstick is the latents' std as they are now
+    colors, plain = torch.tensor([0, 1, 2]), torch.tensor([True, True, True])
+    loss = train.color_separation_loss(mean, masks, colors, plain, margin=2.0).item()
+    first = mean[0, 1:, cover[0]].mean(1) / std
+    second = mean[1, 1:, cover[1]].mean(1) / std
+    third = mean[2, 1:, cover[2]].mean(1) / std
+    distances = [torch.dist(first, second), torch.dist(first, third), torch.dist(second, third)]
+    assert loss == pytest.approx(sum(max(0.0, 2.0 - d.item()) for d in distances) / 3, abs=1e-5)
+    assert 0.2 < loss < 2.0
+    # Same color, or a patterned / night object, is no pair: nothing is asked of it.
+    assert train.color_separation_loss(mean, masks, torch.tensor([0, 0, 0]), plain).item() == 0.0
+    assert train.color_separation_loss(mean, masks, colors, torch.tensor([True, False, False])).item() == 0.0
+    # Far apart already: nothing asked.
+    mean[1, 1:, cover[1]] = 40 * std
+    mean[2, 1:, cover[2]] = -40 * std
+    assert train.color_separation_loss(mean, masks, colors, plain, margin=2.0).item() == 0.0
+
+
 def test_the_vae_stage_can_start_from_a_vae_and_give_every_color_a_shared_object_channel(tmp_path):
     from diffusers import AutoencoderKL
 
@@ -251,6 +282,32 @@ def test_the_vae_stage_can_start_from_a_vae_and_give_every_color_a_shared_object
     assert after < 0.5 * before, (before, after)
     assert report["vae_psnr_db"] > 20  # started from the trained VAE, not from random weights (~12 dB)
     assert AutoencoderKL.from_pretrained(tmp_path / "vae").config.scaling_factor == report["scaling_factor"]
+
+
+def test_the_vae_stage_pulls_apart_the_colors_the_object_channel_had_squeezed_together(tmp_path):
+    from diffusers import AutoencoderKL
+
+    from vp2p.toy import train
+
+    candidate = Path(__file__).parents[1] / "models" / "toy-object-channel" / "vae"  # colors 1.5 units apart
+    torch.set_num_threads(2)
+    frames, masks, _ = train.render_frames(10_000_000, 64)
+    x, masks = train.to_tensor(frames), torch.from_numpy(masks)
+    colors, plain = train.frame_colors(10_000_000, 64)
+
+    def shortfalls(vae):
+        with torch.no_grad():
+            mean = vae.encode(x).latent_dist.mean
+            return (train.color_separation_loss(mean, masks, colors, plain).item(),
+                    train.object_channel_loss(mean, masks).item())
+
+    before = shortfalls(AutoencoderKL.from_pretrained(candidate).eval())
+    tuned, report = train.train_vae(tmp_path, steps=12, batch=16, lr=3e-4, device="cpu", log_every=6,
+                                    init=candidate, object_weight=1.0, color_weight=1.0)
+    after = shortfalls(tuned)
+    assert after[0] < 0.7 * before[0], (before, after)  # colors pulled apart on held-out frames
+    assert after[1] < 0.2, (before, after)  # while every color still marks the object along channel 0
+    assert report["vae_psnr_db"] > 20
 
 
 def test_the_decoder_stage_repairs_the_decoder_and_leaves_the_encoder_alone(tmp_path):

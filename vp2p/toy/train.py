@@ -5,8 +5,9 @@
 Stages (each checkpointed in ``--work`` and resumed when run again):
 1. ``vae``: an AutoencoderKL that downsamples by 4 (64×64 frames → 4×16×16 latents), trained on rendered frames.
    Optionally it starts from a trained VAE (``--vae-init``) and is asked to mark every object, whatever its color,
-   along latent channel 0 (``--vae-object-weight``, ``object_channel_loss``); ``--stage video --vae`` then teaches
-   a model that VAE's latents.
+   along latent channel 0 (``--vae-object-weight``, ``object_channel_loss``) while two colors stay apart in
+   channels 1-3 (``--vae-color-weight``, ``color_separation_loss``); ``--stage video --vae`` then teaches a model
+   that VAE's latents.
 2. ``data``: a fixed set of rendered frames encoded once to latents, with masks and captions.
 3. ``unet``: the UNet and the CLIP text encoder, trained together on noise prediction. An extra loss asks each
    object word's cross-attention to fall inside the object's mask: Stable Diffusion learned localized attention
@@ -127,6 +128,14 @@ def render_frames(first_seed: int, count: int):
     return frames, masks, captions
 
 
+def frame_colors(first_seed: int, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """For ``render_frames(first_seed, count)``: each object's color index (count,) and whether it is plain (no
+    pattern, daylight: one color on the object)."""
+    scenes = [training_scene(first_seed + i) for i in range(count)]
+    return (torch.tensor([list(world.COLORS).index(s.color) for s in scenes]),
+            torch.tensor([s.attribute is None and s.style is None for s in scenes]))
+
+
 def to_tensor(frames: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 127.5 - 1
 
@@ -143,6 +152,15 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def object_means(latents: torch.Tensor, masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each frame's mean latent on its object and on its background (each (B, C)), weighting every latent cell by
+    the share of its pixels the object covers. ``latents``: (B, C, h, w); ``masks``: object masks (B, H, W)."""
+    cover = F.adaptive_avg_pool2d(masks.float()[:, None], latents.shape[-2:])  # (B, 1, h, w)
+    inside = (latents * cover).sum((2, 3)) / cover.sum((2, 3)).clamp(min=1e-3)
+    outside = (latents * (1 - cover)).sum((2, 3)) / (1 - cover).sum((2, 3)).clamp(min=1e-3)
+    return inside, outside
+
+
 def object_channel_loss(mean: torch.Tensor, masks: torch.Tensor, margin: float = 2.0) -> torch.Tensor:
     """A hinge asking latent channel 0 to be higher on the object than on the background by ``margin`` latent
     standard deviations, whatever the object's color: one direction that every hue shares for "an object here".
@@ -151,19 +169,35 @@ def object_channel_loss(mean: torch.Tensor, masks: torch.Tensor, margin: float =
     against green: cosine -0.92), so an inverted x_T that says "red here" argues against "green here", and a color
     swap moves the object (``benchmarks/latent_layout.py``). ``mean``: the posterior means (B, 4, h, w);
     ``masks``: the frames' object masks (B, H, W)."""
-    cover = F.adaptive_avg_pool2d(masks.float()[:, None], mean.shape[-2:])[:, 0]
-    z = mean[:, 0] / mean.std().detach()
-    inside = (z * cover).sum((1, 2)) / cover.sum((1, 2)).clamp(min=1e-3)
-    outside = (z * (1 - cover)).sum((1, 2)) / (1 - cover).sum((1, 2)).clamp(min=1e-3)
-    return F.relu(margin - (inside - outside)).mean()
+    inside, outside = object_means(mean[:, :1] / mean.std().detach(), masks)
+    return F.relu(margin - (inside - outside)[:, 0]).mean()
+
+
+def color_separation_loss(mean: torch.Tensor, masks: torch.Tensor, colors: torch.Tensor, plain: torch.Tensor,
+                          margin: float = 2.0) -> torch.Tensor:
+    """A hinge asking every two plain objects of different colors to lie ``margin`` latent standard deviations
+    apart in channels 1-3 (their mean latent on the object): channel 0 says "an object here", the others which
+    color.
+
+    Why: ``object_channel_loss`` alone made every color's object look alike to the UNet — two colors lie 1.5
+    scaled latent units apart instead of the first VAE's 3.9 (``benchmarks/vae_contrast.py``), and the model trained
+    on it learns colors slowly (text-to-image color 0.82 after 7500 video steps; the first VAE's model 0.925).
+    ``colors``: (B,) color indices; ``plain``: (B,) bool, frames whose object has no pattern (one color) in daylight."""
+    inside, _ = object_means(mean[:, 1:] / mean.std().detach(), masks)
+    pairs = (colors[:, None] != colors[None]) & plain[:, None] & plain[None]
+    if not pairs.any():
+        return mean.new_zeros(())
+    squared = ((inside[:, None] - inside[None]) ** 2).sum(-1)[pairs]
+    return F.relu(margin - (squared + 1e-8).sqrt()).mean()  # the epsilon keeps the root's gradient finite
 
 
 def train_vae(work: Path, steps: int, batch: int = 32, lr: float = 1e-3, seed: int = 0, log_every: int = 100,
-              device=None, init: Path | None = None, object_weight: float = 0.0):
+              device=None, init: Path | None = None, object_weight: float = 0.0, color_weight: float = 0.0):
     """Train (or resume, from ``work/vae.pt``) the VAE; writes ``work/vae`` and ``work/vae_report.json``.
 
     ``init``: a VAE folder to start from instead of random weights (e.g. the shipped model's ``vae``);
-    ``object_weight``: weight of ``object_channel_loss`` (0, the shipped recipe: none).
+    ``object_weight``: weight of ``object_channel_loss`` (0, the shipped recipe: none);
+    ``color_weight``: weight of ``color_separation_loss`` (0: none).
     """
     from diffusers import AutoencoderKL
 
@@ -185,13 +219,16 @@ def train_vae(work: Path, steps: int, batch: int = 32, lr: float = 1e-3, seed: i
     bar = tqdm(range(start, steps), desc="vae", initial=start, total=steps, mininterval=10)
     for step in bar:
         frames, masks, _ = render_frames(data_seed, batch)
-        x = to_tensor(frames).to(device)
+        colors, plain = (t.to(device) for t in frame_colors(data_seed, batch))
+        x, masks = to_tensor(frames).to(device), torch.from_numpy(masks).to(device)
         data_seed += batch
         posterior = vae.encode(x).latent_dist
         recon = vae.decode(posterior.sample()).sample
         loss = F.mse_loss(recon, x) + 0.5 * F.l1_loss(recon, x) + 1e-6 * posterior.kl().mean()
         if object_weight:
-            loss = loss + object_weight * object_channel_loss(posterior.mean, torch.from_numpy(masks).to(device))
+            loss = loss + object_weight * object_channel_loss(posterior.mean, masks)
+        if color_weight:
+            loss = loss + color_weight * color_separation_loss(posterior.mean, masks, colors, plain)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -614,6 +651,9 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--vae-object-weight", type=float, default=0.0,
                         help="weight of the loss giving every color one shared 'object here' latent channel "
                              "(train.object_channel_loss; default 0: none, as shipped)")
+    parser.add_argument("--vae-color-weight", type=float, default=0.0,
+                        help="weight of the loss keeping two colors' objects apart in latent channels 1-3 "
+                             "(train.color_separation_loss; default 0: none, as shipped)")
     parser.add_argument("--unet-steps", type=int, default=7000)
     parser.add_argument("--finetune-steps", type=int, default=4000,
                         help="second UNet stage, with word mixing (0: skip it)")
@@ -659,7 +699,7 @@ def main(argv=None, prog: str | None = None):
         return run_video_stage(args, work)
     if not (work / "vae" / "config.json").exists():
         _, report = train_vae(work, args.vae_steps, lr=args.vae_lr, device=args.device, init=args.vae_init,
-                              object_weight=args.vae_object_weight)
+                              object_weight=args.vae_object_weight, color_weight=args.vae_color_weight)
         print("vae:", report, f"{time.time() - t0:.0f}s")
     if args.stage == "vae":
         return
