@@ -9,7 +9,8 @@ every pair of colors' contrasts on the same scene. A negative cosine means the l
 "not color B here": ``latent_layout.py`` found that such color swaps move the edited object (7.2 px against 2.0 px
 for the others). Also the share of each contrast's energy in channel 0 (the channel ``train.object_channel_loss``
 asks to carry "an object here"); how far apart two colors' objects lie in the UNet's (scaled) latents; and the
-VAE's round-trip PSNR on 256 held-out training frames.
+VAE's round-trip PSNR on 256 held-out training frames, and how far its scaled latents of those frames are from
+the shipped VAE's, channel by channel (what a UNet that follows it must learn again).
 """
 
 from __future__ import annotations
@@ -67,6 +68,18 @@ def summary(contrasts: dict[str, np.ndarray], scaling_factor: float) -> dict:
             "pairs": {k: round(float(v.mean()), 3) for k, v in pairs.items()}}
 
 
+def latent_change(vae, shipped, frames) -> list[float]:
+    """Per channel, the root-mean-square difference between this VAE's scaled latents of ``frames`` and the
+    shipped VAE's (0: the UNet sees what it was trained on; about 1.4: as unrelated as two independent latents):
+    how much a model following this VAE has to learn again."""
+    import torch
+
+    with torch.no_grad():
+        ours = vae.encode(frames).latent_dist.mean * vae.config.scaling_factor
+        theirs = shipped.encode(frames).latent_dist.mean * shipped.config.scaling_factor
+    return [round(float(v), 3) for v in ((ours - theirs) ** 2).mean((0, 2, 3)).sqrt()]
+
+
 def main(argv=None) -> None:
     import torch
     from diffusers import AutoencoderKL
@@ -89,6 +102,8 @@ def main(argv=None) -> None:
     held_out = train.to_tensor(train.render_frames(10_000_000, 256)[0])
     result = {"vae": str(args.vae or "the shipped toy model's"), "machine": machine(),
               "psnr_db": round(train.vae_psnr(vae, held_out), 2),
+              "latent_change_per_channel": latent_change(
+                  vae, AutoencoderKL.from_pretrained(toy_model_path() / "vae").eval(), held_out),
               **summary(color_contrasts(vae, args.scenes, args.seed), vae.config.scaling_factor),
               "minutes": round((time.time() - start) / 60, 1)}
     args.out.write_text(json.dumps(result, indent=1) + "\n")

@@ -310,6 +310,50 @@ def test_the_vae_stage_pulls_apart_the_colors_the_object_channel_had_squeezed_to
     assert report["vae_psnr_db"] > 20
 
 
+def test_the_latent_anchor_loss_is_the_scaled_distance_of_channels_1_to_3_from_the_reference():
+    from vp2p.toy import train
+
+    torch.manual_seed(0)
+    reference, scale = torch.randn(2, 4, 16, 16) * 3, 0.25
+    mean = reference.clone()
+    mean[:, 0] += 50  # channel 0 is free: it may become "an object here"
+    expected = ((mean[:, 1:] / mean.std() - reference[:, 1:] * scale) ** 2).mean()
+    assert train.latent_anchor_loss(mean, reference, scale).item() == pytest.approx(expected.item(), rel=1e-5)
+    # The same latents in other raw units are the same scaled latents: nothing asked.
+    assert train.latent_anchor_loss(7 * reference, reference, float(1 / reference.std())).item() < 1e-10
+
+
+def test_the_vae_stage_can_hold_the_color_channels_to_the_vae_it_starts_from(tmp_path):
+    from diffusers import AutoencoderKL
+
+    from vp2p.io.loading import toy_model_path
+    from vp2p.toy import train
+
+    shipped_folder = toy_model_path() / "vae"
+    shipped = AutoencoderKL.from_pretrained(shipped_folder).eval()
+    torch.set_num_threads(2)
+    frames, masks, _ = train.render_frames(10_000_000, 32)
+    x, masks = train.to_tensor(frames), torch.from_numpy(masks)
+    with torch.no_grad():
+        held = shipped.encode(x).latent_dist.mean
+
+    def shortfalls(vae):
+        with torch.no_grad():
+            mean = vae.encode(x).latent_dist.mean
+            return (train.latent_anchor_loss(mean, held, shipped.config.scaling_factor).item(),
+                    train.object_channel_loss(mean, masks).item())
+
+    common = dict(steps=12, batch=8, lr=3e-4, device="cpu", log_every=6, init=shipped_folder, object_weight=1.0)
+    free, _ = train.train_vae(tmp_path / "free", **common)
+    held_to, report = train.train_vae(tmp_path / "anchored", **common, anchor_weight=1.0)
+    (change_free, object_free), (change_held, object_held) = shortfalls(free), shortfalls(held_to)
+    assert change_held < 0.5 * change_free, (change_free, change_held)  # channels 1-3 stay nearer the shipped VAE's
+    assert object_held < 2 * object_free + 0.05, (object_free, object_held)  # while channel 0 still learns
+    assert report["vae_psnr_db"] > 20
+    with pytest.raises(ValueError, match="--vae-init"):
+        train.train_vae(tmp_path / "none", steps=1, anchor_weight=1.0)
+
+
 def test_the_decoder_stage_repairs_the_decoder_and_leaves_the_encoder_alone(tmp_path):
     from diffusers import AutoencoderKL
 

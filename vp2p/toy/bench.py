@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import platform
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -49,8 +50,11 @@ def t2i_metrics(pipe, count: int = 200, steps: int = 25, batch: int = 50, seed: 
                       steps, seed=seed + i)
         for i in tqdm(range(0, count, batch), desc="text-to-image", leave=False)])
     readings = [evaluator.read_frame(img) for img in images]
-    return {f"t2i_{k}_acc": float(np.mean([getattr(r, k) == getattr(s, k) for r, s in zip(readings, scenes)]))
-            for k in ("color", "shape", "background")}
+    # Which color is drawn as which: do the errors gather on colors the VAE keeps close (vae_contrast.py)?
+    misread = Counter(f"{s.color}->{r.color}" for r, s in zip(readings, scenes) if r.color != s.color)
+    return {**{f"t2i_{k}_acc": float(np.mean([getattr(r, k) == getattr(s, k) for r, s in zip(readings, scenes)]))
+               for k in ("color", "shape", "background")},
+            "t2i_color_misreads": dict(misread.most_common())}
 
 
 @torch.no_grad()
