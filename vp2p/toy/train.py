@@ -222,6 +222,7 @@ def train_vae(work: Path, steps: int, batch: int = 32, lr: float = 1e-3, seed: i
         raise ValueError(f"anchor_weight={anchor_weight} holds the latents to a starting VAE; give one with "
                          "--vae-init (e.g. vp2p/toy/model/vae) or set the weight to 0.")
     torch.manual_seed(seed)
+    work.mkdir(parents=True, exist_ok=True)
     device = torch.device(device or default_device())
     vae = (AutoencoderKL.from_pretrained(init) if init else AutoencoderKL(**vae_config())).to(device).train()
     # the starting VAE as it was (read from its folder: on a resume ``vae`` holds the checkpoint's weights)
